@@ -1,0 +1,94 @@
+"""Settings for the package's own test suite.
+
+SQLite by default. ``VL_TEST_DATABASE=postgres`` switches to PostgreSQL (``PGHOST``/``PGPORT``/
+``PGUSER``/``PGDATABASE`` as libpq reads them), which the concurrency tests need.
+"""
+
+import os
+
+SECRET_KEY = "tests-only-not-secret"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "verification_link",
+    "verification_link.sandbox",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+ROOT_URLCONF = "tests.urls"
+STATIC_URL = "/static/"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+if os.environ.get("VL_TEST_DATABASE") == "postgres":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": os.environ.get("PGDATABASE", "postgres"),
+            "USER": os.environ.get("PGUSER", "postgres"),
+            "HOST": os.environ.get("PGHOST", ""),
+            "PORT": os.environ.get("PGPORT", ""),
+        }
+    }
+else:
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+VERIFICATION_LINK = {
+    "DEFAULT_PROVIDER": "ooto",
+    "PROVIDERS": {
+        "ooto": {
+            "BACKEND": "verification_link.providers.ooto.OotoProvider",
+            "APP_ID": "test-app-id",
+            "APP_KEY": "test-app-key-SECRET",
+            "BASE_URL": "https://cloud.ooto-ai.com",
+            "SCOPES": ["liveness", "deepfake"],
+            "TTL": 3600,
+        },
+        "ooto_eu": {
+            "BACKEND": "verification_link.providers.ooto.OotoProvider",
+            "APP_ID": "eu-app-id",
+            "APP_KEY": "eu-app-key-SECRET",
+            "BASE_URL": "https://eu.ooto.example",
+        },
+    },
+    "PUBLIC_BASE_URL": "https://www.example.com",
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"null": {"class": "logging.NullHandler"}},
+    "loggers": {"verification_link": {"handlers": ["null"], "level": "DEBUG", "propagate": True}},
+}

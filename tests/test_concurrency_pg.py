@@ -1,0 +1,113 @@
+"""Racing writers on PostgreSQL: row locks turn many simultaneous reports into one transition.
+
+Run with VL_TEST_DATABASE=postgres (``.ci/run`` starts a throwaway cluster). SQLite serialises
+writers itself and proves nothing here.
+"""
+
+import contextlib
+import json
+import random
+import threading
+
+import pytest
+from django.db import connection
+from django.test import Client
+
+from verification_link import services
+from verification_link.exceptions import InvalidTransition
+from verification_link.models import VerificationEvent, VerificationSession
+from verification_link.testing import FakeOoto
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+THREADS = 16
+SESSIONS = 10
+
+
+def race(jobs):
+    """Run each job in its own thread, all released at once; re-raise the first error."""
+    barrier = threading.Barrier(len(jobs))
+    errors = []
+
+    def run(job):
+        try:
+            barrier.wait(timeout=30)
+            job()
+        except Exception as exc:  # collected and re-raised in the main thread
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads), "a racing thread hung"
+    if errors:
+        raise errors[0]
+
+
+def jobs_for(session, fake, index):
+    """16 writers on one session: callbacks (HTTP and direct), polls, and poll sweeps."""
+    rng = random.Random(index)
+
+    def refresh(source):
+        return lambda: services.refresh_session(session.pk, source=source)
+
+    def callback_view():
+        response = Client().post(
+            f"/verify/callback/ooto/{session.callback_secret}/",
+            data=json.dumps(fake.status_body(session)),
+            content_type="application/json",
+        )
+        assert response.status_code in (200, 202), response.content
+
+    jobs = [refresh("callback")] * 6 + [refresh("poll")] * 5 + [services.run_poll_sweep] * 2 + [callback_view] * 3
+    rng.shuffle(jobs)
+    return jobs
+
+
+def test_postgres_is_in_use():
+    assert connection.vendor == "postgresql"
+
+
+def test_racing_callbacks_and_polls_give_one_transition_each(user, signal_log):
+    with FakeOoto(app_id="test-app-id", app_key="test-app-key-SECRET", latency=0.005) as fake:
+        sessions = [services.start_verification(user=user) for _ in range(SESSIONS)]
+        VerificationSession.objects.update(next_poll_at=None)  # only the racing sweeps' own picks
+        VerificationSession.objects.filter(pk__in=[s.pk for s in sessions[::2]]).update(
+            next_poll_at="2000-01-01T00:00:00Z"
+        )
+        for index, session in enumerate(sessions):
+            fake.complete(session, fine=index % 3 != 0)
+            race(jobs_for(session, fake, index))
+    for index, session in enumerate(sessions):
+        session.refresh_from_db()
+        assert session.status == "DONE"
+        changes = session.events.filter(kind=VerificationEvent.Kind.STATUS_CHANGED)
+        assert changes.count() == 1
+        assert session.events.filter(kind=VerificationEvent.Kind.POLL, applied=True).count() == 1
+        assert session.decision == ("approved" if index % 3 else "review")
+    for name in ("verification_status_changed", "verification_finished", "verification_reviewed"):
+        sent = sorted(str(k["session"].pk) for k in signal_log.of(name))
+        assert sent == sorted(str(s.pk) for s in sessions), name
+
+
+def test_cancel_racing_a_finish_yields_one_final_status(user, signal_log):
+    admin = type(user).objects.create_superuser("boss", "boss@example.com", "pw")
+    with FakeOoto(app_id="test-app-id", app_key="test-app-key-SECRET", latency=0.003) as fake:
+        sessions = [services.start_verification(user=user) for _ in range(SESSIONS)]
+        for session in sessions:
+            fake.complete(session)
+
+            def cancel(session=session):
+                with contextlib.suppress(InvalidTransition):  # the finish may win
+                    services.cancel_session(session.pk, by=admin)
+
+            race([cancel] * 8 + [lambda session=session: services.refresh_session(session.pk)] * 8)
+    finished = [k["session"].pk for k in signal_log.of("verification_finished")]
+    assert sorted(map(str, finished)) == sorted(str(s.pk) for s in sessions)
+    for session in sessions:
+        session.refresh_from_db()
+        assert session.status in ("DONE", "CANCELED")
+        assert session.events.filter(kind__in=["status_changed", "canceled"]).count() == 1

@@ -1,0 +1,152 @@
+"""The settings resolver (lazy, names the key to fix) and the system checks."""
+
+import pytest
+from django.core.checks import run_checks
+from django.test import override_settings
+
+from verification_link import conf
+from verification_link.exceptions import ConfigurationError
+from verification_link.providers import get_provider
+
+OOTO = {"BACKEND": "verification_link.providers.ooto.OotoProvider", "APP_ID": "id", "APP_KEY": "key"}
+
+
+def vl_checks():
+    return [m for m in run_checks() if m.id and m.id.startswith("verification_link.")]
+
+
+def ids(messages):
+    return sorted(m.id for m in messages)
+
+
+def with_settings(**value):
+    base = {"DEFAULT_PROVIDER": "ooto", "PROVIDERS": {"ooto": OOTO}, "PUBLIC_BASE_URL": "https://www.example.com"}
+    base.update(value)
+    return override_settings(VERIFICATION_LINK=base)
+
+
+def test_the_test_settings_pass_every_check():
+    assert vl_checks() == []
+
+
+def test_settings_are_read_lazily():
+    assert get_provider("ooto").setting("APP_KEY") == "test-app-key-SECRET"
+    with with_settings(PROVIDERS={"ooto": {**OOTO, "APP_KEY": "rotated"}}):
+        assert get_provider("ooto").setting("APP_KEY") == "rotated"
+        assert conf.get("POLL_INTERVAL") == 10
+    with override_settings(VERIFICATION_LINK={**conf.user_settings(), "POLL_INTERVAL": 3}):
+        assert conf.get("POLL_INTERVAL") == 3
+    assert get_provider("ooto").setting("APP_KEY") == "test-app-key-SECRET"
+
+
+def test_several_aliases_share_a_backend_with_their_own_credentials():
+    main, eu = get_provider("ooto"), get_provider("ooto_eu")
+    assert type(main) is type(eu)
+    assert main.auth_headers()["APP-KEY"] != eu.auth_headers()["APP-KEY"]
+    assert eu.base_url == "https://eu.ooto.example"
+
+
+def test_key_path():
+    assert conf.key_path("PROVIDERS", "ooto", "APP_KEY") == 'VERIFICATION_LINK["PROVIDERS"]["ooto"]["APP_KEY"]'
+
+
+def test_unknown_alias_names_the_key():
+    with pytest.raises(ConfigurationError, match=r'VERIFICATION_LINK\["PROVIDERS"\].*ooto, ooto_eu'):
+        get_provider("nope")
+
+
+def test_single_provider_is_the_default():
+    with with_settings(DEFAULT_PROVIDER=None):
+        assert conf.default_provider() == "ooto"
+        assert vl_checks() == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected_id", "key"),
+    [
+        ({"DEFAULT_PROVIDER": "missing"}, "verification_link.E002", 'VERIFICATION_LINK["DEFAULT_PROVIDER"]'),
+        (
+            {"DEFAULT_PROVIDER": None, "PROVIDERS": {"a": OOTO, "b": OOTO}},
+            "verification_link.E002",
+            'VERIFICATION_LINK["DEFAULT_PROVIDER"]',
+        ),
+        (
+            {"PROVIDERS": {"ooto": {**OOTO, "BACKEND": "nowhere.Provider"}}},
+            "verification_link.E003",
+            'VERIFICATION_LINK["PROVIDERS"]["ooto"]["BACKEND"]',
+        ),
+        (
+            {"PROVIDERS": {"ooto": {**OOTO, "BACKEND": "django.http.HttpResponse"}}},
+            "verification_link.E003",
+            'VERIFICATION_LINK["PROVIDERS"]["ooto"]["BACKEND"]',
+        ),
+        (
+            {"PROVIDERS": {"ooto": {k: v for k, v in OOTO.items() if k != "BACKEND"}}},
+            "verification_link.E003",
+            'VERIFICATION_LINK["PROVIDERS"]["ooto"]["BACKEND"]',
+        ),
+        (
+            {"PROVIDERS": {"ooto": {**OOTO, "APP_KEY": ""}}},
+            "verification_link.E004",
+            'VERIFICATION_LINK["PROVIDERS"]["ooto"]["APP_KEY"]',
+        ),
+        (
+            {"PROVIDERS": {"ooto": {k: v for k, v in OOTO.items() if k != "APP_ID"}}},
+            "verification_link.E004",
+            'VERIFICATION_LINK["PROVIDERS"]["ooto"]["APP_ID"]',
+        ),
+        (
+            {"PROVIDERS": {"ooto": {**OOTO, "SCOPES": ["liveness", "palm"]}}},
+            "verification_link.E005",
+            'VERIFICATION_LINK["PROVIDERS"]["ooto"]["SCOPES"]',
+        ),
+        (
+            {"PROVIDERS": {"ooto": {**OOTO, "TTL": 999999}}},
+            "verification_link.E006",
+            'VERIFICATION_LINK["PROVIDERS"]["ooto"]["TTL"]',
+        ),
+        ({"PUBLIC_BASE_URL": "www.example.com"}, "verification_link.E007", 'VERIFICATION_LINK["PUBLIC_BASE_URL"]'),
+        (
+            {"PUBLIC_BASE_URL": "http://www.example.com"},
+            "verification_link.W001",
+            'VERIFICATION_LINK["PUBLIC_BASE_URL"]',
+        ),
+        (
+            {"PROVIDERS": {"ooto": {**OOTO, "BASE_URL": "http://cloud.example"}}},
+            "verification_link.W002",
+            'VERIFICATION_LINK["PROVIDERS"]["ooto"]["BASE_URL"]',
+        ),
+        ({"DECISION_POLICY": "nowhere.decide"}, "verification_link.E008", 'VERIFICATION_LINK["DECISION_POLICY"]'),
+        ({"PROVIDERS": ["ooto"]}, "verification_link.E001", 'VERIFICATION_LINK["PROVIDERS"]'),
+        ({"PROVIDERS": {"ooto": "OotoProvider"}}, "verification_link.E001", 'VERIFICATION_LINK["PROVIDERS"]["ooto"]'),
+    ],
+)
+def test_each_misconfiguration_is_reported_with_the_key_to_fix(changes, expected_id, key):
+    with with_settings(**changes):
+        messages = vl_checks()
+    assert expected_id in ids(messages)
+    message = next(m for m in messages if m.id == expected_id)
+    assert key in message.msg
+
+
+def test_non_https_public_url_is_fine_in_debug():
+    with with_settings(PUBLIC_BASE_URL="http://localhost:8000"), override_settings(DEBUG=True):
+        assert vl_checks() == []
+
+
+def test_setting_that_is_not_a_dict():
+    with override_settings(VERIFICATION_LINK=["ooto"]):
+        assert ids(vl_checks()) == ["verification_link.E001"]
+
+
+def test_no_setting_at_all_asks_for_a_provider():
+    with override_settings(VERIFICATION_LINK=None):
+        messages = vl_checks()
+    assert ids(messages) == ["verification_link.E002"]
+
+
+def test_check_messages_never_contain_secrets():
+    with with_settings(PROVIDERS={"ooto": {**OOTO, "APP_KEY": "TOPSECRET", "SCOPES": ["x"], "TTL": -1}}):
+        messages = vl_checks()
+    assert messages
+    assert all("TOPSECRET" not in f"{m.msg} {m.hint}" for m in messages)

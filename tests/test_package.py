@@ -1,0 +1,77 @@
+"""Packaging metadata is consistent: requires-python, classifiers, tox envlist, py.typed."""
+
+import configparser
+import re
+import sys
+from pathlib import Path
+
+import verification_link
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    tomllib = None
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pyproject():
+    import pytest
+
+    if tomllib is None:
+        pytest.skip("tomllib needs Python 3.11+")
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def test_distribution_and_import_names():
+    project = pyproject()
+    assert project["name"] == "django-verification-link"
+    assert verification_link.__version__
+    assert (ROOT / "verification_link" / "py.typed").exists()
+
+
+def test_runtime_dependencies_match_the_design():
+    names = {re.split(r"[<>=\[ ]", dep)[0].lower() for dep in pyproject()["dependencies"]}
+    assert names == {"django", "djangorestframework", "requests", "celery", "qrcode"}
+    assert {"redis", "test"} <= set(pyproject()["optional-dependencies"])
+
+
+def test_python_versions_agree_across_requires_python_classifiers_and_tox():
+    project = pyproject()
+    assert project["requires-python"] == ">=3.10"
+    classified = {
+        c.rsplit(" ", 1)[1] for c in project["classifiers"] if re.match(r"Programming Language :: Python :: 3\.\d+$", c)
+    }
+    assert classified == {"3.10", "3.11", "3.12", "3.13"}
+    tox = configparser.ConfigParser()
+    tox.read(ROOT / "tox.ini")
+    envlist = tox["tox"]["envlist"]
+    in_tox = {f"3.{m}" for m in re.findall(r"py3(\d+)", expand_envlist(envlist))}
+    assert in_tox == classified
+
+
+def test_django_versions_agree_across_classifiers_and_tox():
+    classified = {c.rsplit(" ", 1)[1] for c in pyproject()["classifiers"] if re.match(r"Framework :: Django :: \d", c)}
+    tox = (ROOT / "tox.ini").read_text()
+    assert {"4.2", "5.2"} <= classified
+    assert any(v.startswith("6.") for v in classified)
+    assert "django42" in tox and "django52" in tox and re.search(r"django6", tox)
+
+
+def expand_envlist(envlist):
+    """Expand tox's ``py{310,311}-django{42,52}`` brace syntax into plain names."""
+    out = []
+    for item in re.split(r"[\s,]+(?![^{]*})", envlist.strip()):
+        parts = [item]
+        while any("{" in p for p in parts):
+            expanded = []
+            for p in parts:
+                m = re.search(r"\{([^}]*)\}", p)
+                if not m:
+                    expanded.append(p)
+                    continue
+                for choice in m.group(1).split(","):
+                    expanded.append(p[: m.start()] + choice.strip() + p[m.end() :])
+            parts = expanded
+        out.extend(parts)
+    return " ".join(out)

@@ -1,0 +1,14 @@
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class VerificationLinkConfig(AppConfig):
+    name = "verification_link"
+    verbose_name = _("Identity verification")
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import (
+            checks,  # noqa: F401  (registers the system checks)
+            providers,  # noqa: F401  (connects the settings-changed cache reset)
+        )

@@ -1,0 +1,115 @@
+"""System checks. Errors ``verification_link.E0xx``, warnings ``verification_link.W0xx``; each
+message names the exact settings key to fix.
+
+E001  VERIFICATION_LINK is not a dict / PROVIDERS is not a dict of dicts
+E002  DEFAULT_PROVIDER missing, or not an alias of PROVIDERS
+E003  a provider's BACKEND is missing or does not import
+E004  a provider credential is missing (backend-specific, see BaseProvider.check_config)
+E005  SCOPES names a scope the provider does not know
+E006  TTL out of the provider's range
+E007  PUBLIC_BASE_URL is not an absolute http(s) origin
+E008  DECISION_POLICY does not import
+W001  PUBLIC_BASE_URL is not HTTPS while DEBUG is off
+W002  a provider BASE_URL is not HTTPS
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, register
+from django.core.checks import Warning as CheckWarning
+from django.utils.module_loading import import_string
+
+from . import conf
+from .exceptions import ConfigurationError
+
+
+@register(Tags.compatibility)
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    try:
+        conf.user_settings()
+        providers = conf.providers()
+    except ConfigurationError as exc:
+        return [Error(str(exc), id="verification_link.E001")]
+    messages: list[CheckMessage] = []
+    messages += _check_default_provider(providers)
+    for alias, config in providers.items():
+        messages += _check_provider(alias, config)
+    messages += _check_public_base_url()
+    messages += _check_decision_policy()
+    return messages
+
+
+def _check_default_provider(providers: Mapping[str, Any]) -> list[CheckMessage]:
+    alias = conf.get("DEFAULT_PROVIDER")
+    key = conf.key_path("DEFAULT_PROVIDER")
+    if not alias:
+        if len(providers) == 1:
+            return []
+        hint = "Configure at least one provider in PROVIDERS." if not providers else None
+        return [
+            Error(
+                f"{key} is not set.",
+                hint=hint or "Set it to one of: " + ", ".join(providers),
+                id="verification_link.E002",
+            )
+        ]
+    if alias not in providers:
+        return [
+            Error(
+                f"{key} = {alias!r} is not an alias of {conf.key_path('PROVIDERS')}.",
+                hint="Configured aliases: " + (", ".join(providers) or "none"),
+                id="verification_link.E002",
+            )
+        ]
+    return []
+
+
+def _check_provider(alias: str, config: Any) -> list[CheckMessage]:
+    from .providers import load_backend
+
+    if not isinstance(config, Mapping):
+        return [Error(f"{conf.key_path('PROVIDERS', alias)} must be a dict.", id="verification_link.E001")]
+    try:
+        backend = load_backend(alias, {**conf.PROVIDER_DEFAULTS, **config})
+    except ConfigurationError as exc:
+        return [Error(str(exc), id="verification_link.E003")]
+    return backend.check_config(alias, config)
+
+
+def _check_public_base_url() -> list[CheckMessage]:
+    value = conf.get("PUBLIC_BASE_URL")
+    key = conf.key_path("PUBLIC_BASE_URL")
+    if not value:
+        return []
+    parts = urlsplit(str(value))
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        return [
+            Error(f"{key} must be an absolute origin such as 'https://www.example.com'.", id="verification_link.E007")
+        ]
+    if parts.scheme != "https" and not settings.DEBUG:
+        return [
+            CheckWarning(
+                f"{key} is not HTTPS while DEBUG is off: providers would call back and send users over plain HTTP.",
+                hint="Use an https:// origin in production.",
+                id="verification_link.W001",
+            )
+        ]
+    return []
+
+
+def _check_decision_policy() -> list[CheckMessage]:
+    path = conf.get("DECISION_POLICY")
+    try:
+        policy = import_string(path)
+    except ImportError as exc:
+        return [
+            Error(f"{conf.key_path('DECISION_POLICY')} = {path!r} does not import: {exc}", id="verification_link.E008")
+        ]
+    if not callable(policy):
+        return [Error(f"{conf.key_path('DECISION_POLICY')} = {path!r} is not callable.", id="verification_link.E008")]
+    return []

@@ -1,0 +1,57 @@
+"""``manage.py verification_link poll|expire|refresh <session id>`` — the sweeps without Celery.
+
+Made for cron: one summary line on stdout; exit status 0 when every provider call succeeded,
+1 when any failed (the summary then goes to stderr), 2 for usage errors.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from ... import services
+from ...exceptions import ProviderError
+from ...models import VerificationSession
+
+
+class Command(BaseCommand):
+    help = "Poll due verification sessions, expire overdue ones, or refresh one session."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True, metavar="{poll,expire,refresh}")
+        sub.add_parser("poll", help="Refresh every open session whose next poll time has come.")
+        sub.add_parser("expire", help="Expire open sessions past their expiry (after a last status check).")
+        refresh = sub.add_parser("refresh", help="Ask the provider for one session's status now.")
+        refresh.add_argument("session_id", help="The session's UUID.")
+
+    def handle(self, *args: Any, action: str, **options: Any) -> None:
+        if action == "poll":
+            self._summary("poll", services.run_poll_sweep())
+        elif action == "expire":
+            self._summary("expire", services.run_expiry_sweep())
+        elif action == "refresh":
+            self._refresh(options["session_id"])
+
+    def _summary(self, name: str, result: services.SweepResult) -> None:
+        line = f"{name}: {result}"
+        if result.failed:
+            raise CommandError(line, returncode=1)
+        self.stdout.write(line)
+
+    def _refresh(self, raw_id: str) -> None:
+        try:
+            session_id = uuid.UUID(raw_id)
+        except ValueError:
+            raise CommandError(f"refresh: {raw_id!r} is not a session id (UUID)", returncode=2) from None
+        try:
+            session = VerificationSession.objects.get(pk=session_id)
+        except VerificationSession.DoesNotExist:
+            raise CommandError(f"refresh: no session {session_id}", returncode=2) from None
+        before = session.status
+        try:
+            session = services.refresh_session(session, source="admin")
+        except ProviderError as exc:
+            raise CommandError(f"refresh: {session_id}: {exc}", returncode=1) from None
+        self.stdout.write(f"refresh: {session_id}: {before} -> {session.status}")

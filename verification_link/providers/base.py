@@ -1,0 +1,328 @@
+"""The provider base class: the HTTP wire, error mapping, and the small value types services use.
+
+A provider turns the app's request into its wire format and back and raises typed errors; it never
+touches the database. Adding a provider means one module with one subclass; nothing else changes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+from uuid import UUID
+
+import requests
+from django.core.checks import CheckMessage
+from django.core.checks import Error as CheckError
+from django.core.checks import Warning as CheckWarning
+from django.utils.dateparse import parse_datetime
+from requests.adapters import HTTPAdapter
+
+from .. import conf
+from ..exceptions import (
+    InvalidRequest,
+    ProviderAuthError,
+    ProviderRejected,
+    ProviderUnavailable,
+)
+
+if TYPE_CHECKING:
+    from ..models import VerificationSession
+
+logger = logging.getLogger("verification_link.providers")
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    """What the app asks a provider for when it starts a session."""
+
+    session_id: UUID
+    scopes: list[str]
+    metadata: dict[str, Any]
+    callback_url: str
+    return_url: str
+    ttl: int
+    reference: str = ""
+
+
+@dataclass(frozen=True)
+class CreatedSession:
+    """What the provider answered to a create: the hand-off link and the handles to find it again."""
+
+    url: str
+    token: str
+    external_id: str = ""
+    expires_at: datetime | None = None
+
+    def __repr__(self) -> str:  # the url and token are bearer secrets
+        return f"CreatedSession(external_id={self.external_id!r}, expires_at={self.expires_at!r})"
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """An authenticated statement of a session's state, already mapped to our vocabulary."""
+
+    status: str
+    next_step: str = ""
+    expires_at: datetime | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """What is safe to keep in the audit trail for every answer (no result payload)."""
+        return {
+            "status": self.status,
+            "next_step": self.next_step,
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+        }
+
+
+class BaseProvider:
+    """One configured provider account (an alias of ``VERIFICATION_LINK["PROVIDERS"]``).
+
+    Instances are shared across threads (see ``verification_link.providers.get_provider``): they hold
+    one pooled ``requests.Session`` and no per-call state.
+    """
+
+    #: Human name for messages and the admin.
+    display_name: ClassVar[str] = "provider"
+    #: Whether ``get_status`` exists; sessions of providers that cannot be polled expire locally.
+    pollable: ClassVar[bool] = False
+    #: Scopes the provider understands, and the default when neither the call nor settings name any.
+    supported_scopes: ClassVar[tuple[str, ...]] = ()
+    default_scopes: ClassVar[tuple[str, ...]] = ()
+    #: Settings keys that must be non-empty; those of them that are secrets.
+    required_settings: ClassVar[tuple[str, ...]] = ()
+    secret_settings: ClassVar[tuple[str, ...]] = ()
+    default_base_url: ClassVar[str] = ""
+    #: Longest lifetime the provider accepts, in seconds.
+    max_ttl: ClassVar[int] = 86400
+    #: Provider status value → ``VerificationSession.Status`` value.
+    status_map: ClassVar[Mapping[str, str]] = {}
+    #: Provider next-step value → ``VerificationSession.NextStep`` value.
+    next_step_map: ClassVar[Mapping[str, str]] = {}
+    #: Whether the provider takes our own per-attempt reference (Valify ``reference_id``).
+    uses_reference: ClassVar[bool] = False
+    #: Connection pool size of the shared ``requests.Session`` (threads polling at once).
+    pool_size: ClassVar[int] = 32
+
+    def __init__(self, alias: str, config: Mapping[str, Any]) -> None:
+        self.alias = alias
+        self._config = dict(config)
+        self.base_url = str(self._config.get("BASE_URL") or self.default_base_url).rstrip("/")
+        self.http = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=self.pool_size, max_retries=0)
+        self.http.mount("https://", adapter)
+        self.http.mount("http://", adapter)
+        self.http.headers["User-Agent"] = "django-verification-link"
+
+    def __repr__(self) -> str:
+        # The config holds API keys: never print it.
+        return f"<{type(self).__name__} alias={self.alias!r} base_url={self.base_url!r}>"
+
+    def setting(self, name: str, default: Any = None) -> Any:
+        return self._config.get(name, default)
+
+    def close(self) -> None:
+        self.http.close()
+
+    # -- configuration ------------------------------------------------------------------------
+
+    @property
+    def ttl(self) -> int:
+        return int(self.setting("TTL") or self.max_ttl)
+
+    @property
+    def timeout(self) -> tuple[float, float]:
+        """(connect, read) seconds: the alias's own values, else the global ones."""
+        connect = self.setting("CONNECT_TIMEOUT") or conf.get("CONNECT_TIMEOUT")
+        read = self.setting("READ_TIMEOUT") or conf.get("READ_TIMEOUT")
+        return (float(connect), float(read))
+
+    @property
+    def configured_scopes(self) -> list[str]:
+        scopes = self.setting("SCOPES")
+        return list(scopes) if scopes else list(self.default_scopes)
+
+    def validate_scopes(self, scopes: Iterable[str] | None) -> list[str]:
+        """Normalise (lower case, no duplicates, order kept) and refuse what the provider does not know."""
+        if scopes is None:
+            scopes = self.configured_scopes
+        if isinstance(scopes, str):
+            raise InvalidRequest("scopes must be a list of scope names, not a string")
+        cleaned: list[str] = []
+        for scope in scopes:
+            if not isinstance(scope, str):
+                raise InvalidRequest("every scope must be a string")
+            name = scope.strip().lower()
+            if name not in self.supported_scopes:
+                allowed = ", ".join(self.supported_scopes)
+                raise InvalidRequest(f"unknown scope {scope!r} for {self.display_name} (allowed: {allowed})")
+            if name not in cleaned:
+                cleaned.append(name)
+        if self.supported_scopes and not cleaned:
+            raise InvalidRequest("at least one scope is required")
+        return cleaned
+
+    def validate_ttl(self, ttl: int | None) -> int:
+        value = self.ttl if ttl is None else ttl
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= self.max_ttl:
+            raise InvalidRequest(f"ttl must be a whole number of seconds between 1 and {self.max_ttl}")
+        return value
+
+    @classmethod
+    def check_config(cls, alias: str, config: Mapping[str, Any]) -> list[CheckMessage]:
+        """System-check messages for one alias; each names the exact key to fix."""
+        messages: list[CheckMessage] = []
+        for key in cls.required_settings:
+            if not config.get(key):
+                messages.append(
+                    CheckError(
+                        f"{conf.key_path('PROVIDERS', alias, key)} is missing or empty.",
+                        hint=f"{cls.display_name} needs it for every call.",
+                        id="verification_link.E004",
+                    )
+                )
+        scopes = config.get("SCOPES")
+        if scopes is not None:
+            if isinstance(scopes, str) or not isinstance(scopes, Iterable):
+                unknown = [scopes]
+            else:
+                unknown = [s for s in scopes if not isinstance(s, str) or s.lower() not in cls.supported_scopes]
+            if unknown:
+                messages.append(
+                    CheckError(
+                        f"{conf.key_path('PROVIDERS', alias, 'SCOPES')} has scopes {cls.display_name} "
+                        f"does not know: {unknown!r}.",
+                        hint="Allowed: " + ", ".join(cls.supported_scopes),
+                        id="verification_link.E005",
+                    )
+                )
+        ttl = config.get("TTL")
+        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= cls.max_ttl):
+            messages.append(
+                CheckError(
+                    f"{conf.key_path('PROVIDERS', alias, 'TTL')} must be seconds between 1 and {cls.max_ttl}.",
+                    id="verification_link.E006",
+                )
+            )
+        base_url = config.get("BASE_URL") or cls.default_base_url
+        if base_url and not str(base_url).startswith("https://"):
+            messages.append(
+                CheckWarning(
+                    f"{conf.key_path('PROVIDERS', alias, 'BASE_URL')} is not HTTPS: credentials travel in clear.",
+                    hint="Fine for the local sandbox; use https:// for a real provider.",
+                    id="verification_link.W002",
+                )
+            )
+        return messages
+
+    # -- the operations a provider implements ---------------------------------------------------
+
+    def create_session(self, request: CreateRequest) -> CreatedSession:
+        raise NotImplementedError
+
+    def get_status(self, session: VerificationSession, *, timeout: float | None = None) -> StatusReport:
+        """Ask the provider for the session's state. Only for ``pollable`` providers."""
+        raise NotImplementedError(f"{self.display_name} has no status endpoint")
+
+    def cancel_session(self, session: VerificationSession) -> None:
+        """Cancel at the provider where it can; the default is a local cancel only."""
+
+    def scope_outcomes(self, scopes: Iterable[str], result: Mapping[str, Any]) -> dict[str, bool | None]:
+        """Per requested scope: passed (True), failed (False), or unknown (None, e.g. missing)."""
+        return dict.fromkeys(scopes)
+
+    # -- the wire --------------------------------------------------------------------------------
+
+    def auth_headers(self) -> dict[str, str]:
+        return {}
+
+    def error_code(self, body: Any) -> str | int | None:
+        """The provider's own error code in an error body, if it sends one."""
+        return None
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        operation: str,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        timeout: float | tuple[float, float] | None = None,
+    ) -> Any:
+        """Send one request and return its decoded JSON, or raise the typed error.
+
+        ``operation`` names the call in errors and logs instead of the URL, because some URLs carry
+        a bearer token. Exceptions are raised ``from None``: the chained ``requests`` error would
+        print the URL (and so the token) in every traceback.
+        """
+        url = self.base_url + path
+        connect, read = self.timeout
+        if timeout is not None:
+            connect, read = timeout if isinstance(timeout, tuple) else (min(connect, timeout), timeout)
+        try:
+            response = self.http.request(
+                method,
+                url,
+                json=json,
+                params=params,
+                headers=self.auth_headers(),
+                timeout=(connect, read),
+                allow_redirects=False,
+            )
+        except requests.Timeout:
+            logger.warning("%s %s: timed out", self.alias, operation)
+            raise ProviderUnavailable(f"{operation}: timed out", provider=self.alias) from None
+        except requests.RequestException as exc:
+            logger.warning("%s %s: %s", self.alias, operation, type(exc).__name__)
+            raise ProviderUnavailable(
+                f"{operation}: connection failed ({type(exc).__name__})", provider=self.alias
+            ) from None
+        return self.decode(response, operation)
+
+    def decode(self, response: requests.Response, operation: str) -> Any:
+        status = response.status_code
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if status in (401, 403):
+            raise ProviderAuthError(
+                f"{operation}: credentials refused",
+                provider=self.alias,
+                status_code=status,
+                code=self.error_code(body),
+            )
+        if 400 <= status < 500:
+            # 408/429 are refusals "for now": retrying later may help.
+            raise ProviderRejected(
+                f"{operation}: request refused",
+                provider=self.alias,
+                status_code=status,
+                code=self.error_code(body),
+                retryable=status in (408, 429),
+            )
+        if not 200 <= status < 300:
+            raise ProviderUnavailable(
+                f"{operation}: provider error",
+                provider=self.alias,
+                status_code=status,
+                code=self.error_code(body),
+            )
+        if body is None:
+            raise ProviderUnavailable(f"{operation}: answer is not JSON", provider=self.alias, status_code=status)
+        return body
+
+    def malformed(self, operation: str, what: str) -> ProviderUnavailable:
+        return ProviderUnavailable(f"{operation}: malformed answer ({what})", provider=self.alias)
+
+    def parse_timestamp(self, value: Any, operation: str, what: str) -> datetime | None:
+        if value in (None, ""):
+            return None
+        parsed = parse_datetime(value) if isinstance(value, str) else None
+        if parsed is None or parsed.tzinfo is None:
+            raise self.malformed(operation, f"{what} is not an ISO-8601 time with a zone")
+        return parsed

@@ -1,0 +1,8 @@
+"""A built-in emulator of the hosted verification providers, as an optional Django app.
+
+Add ``"verification_link.sandbox"`` to ``INSTALLED_APPS`` and mount it with
+``path("sandbox/", include("verification_link.sandbox.urls"))``. A site with no provider
+credentials can then point the real provider client at ``<origin>/sandbox/ooto`` and walk the
+whole hosted flow against itself. The sandbox speaks the provider's wire format; nothing in the
+core package knows it exists.
+"""

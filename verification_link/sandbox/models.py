@@ -1,0 +1,116 @@
+"""Storage of the sandbox: one row per emulated provider session."""
+
+from __future__ import annotations
+
+import datetime
+import secrets
+import uuid
+from typing import Any
+
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+#: Scopes OOTO accepts, in the lower case it uses on the wire.
+OOTO_SCOPES = ("liveness", "deepfake", "search", "enroll")
+
+#: Longest lifetime OOTO documents (24 h); also the default.
+MAX_TTL_SECONDS = 86400
+
+
+def new_token() -> str:
+    """An opaque, URL-safe bearer token of 256 random bits (43 characters)."""
+    return secrets.token_urlsafe(32)
+
+
+def format_expires_at(value: datetime.datetime) -> str:
+    """ISO-8601 UTC with milliseconds and ``Z``, as OOTO writes ``expiresAt``."""
+    if timezone.is_naive(value):
+        # Only with USE_TZ=False: Django then stores local wall-clock time.
+        value = timezone.make_aware(value)
+    value = value.astimezone(datetime.timezone.utc)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+class SandboxSession(models.Model):
+    """An emulated OOTO flow session, as the sandbox API created it.
+
+    ``step_index`` counts the scope steps the user has completed while ``IN_PROGRESS``; when it
+    equals ``len(scopes)`` the outcome picker is shown.
+    """
+
+    class Status(models.TextChoices):
+        CREATED = "CREATED", _("Created")
+        CAPTCHA_OK = "CAPTCHA_OK", _("Captcha passed")
+        IN_PROGRESS = "IN_PROGRESS", _("In progress")
+        DONE = "DONE", _("Done")
+        FAILED = "FAILED", _("Failed")
+        EXPIRED = "EXPIRED", _("Expired")
+        CANCELED = "CANCELED", _("Canceled")
+
+    FINAL_STATUSES = frozenset({Status.DONE, Status.FAILED, Status.EXPIRED, Status.CANCELED})
+
+    session_id = models.UUIDField(_("session id"), default=uuid.uuid4, unique=True, editable=False)
+    token = models.CharField(_("token"), max_length=64, unique=True, default=new_token, editable=False)
+    scopes = models.JSONField(_("scopes"), default=list)
+    metadata = models.JSONField(_("metadata"), default=dict, blank=True)
+    callback_url = models.CharField(_("callback URL"), max_length=2048, blank=True)
+    return_url = models.CharField(_("return URL"), max_length=2048, blank=True)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.CREATED)
+    step_index = models.PositiveSmallIntegerField(_("completed steps"), default=0)
+    result = models.JSONField(_("result"), default=dict, blank=True)
+    expires_at = models.DateTimeField(_("expires at"))
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        # Explicit: otherwise, imported while only the core app is installed, the model would
+        # silently join the core app (its module path starts with ``verification_link``).
+        app_label = "verification_link_sandbox"
+        verbose_name = _("sandbox session")
+        verbose_name_plural = _("sandbox sessions")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        # Never the token: it is a bearer secret.
+        return f"{self.session_id} ({self.status})"
+
+    def current_status(self, now: datetime.datetime | None = None) -> str:
+        """The status as reported: a non-final session past its expiry reads ``EXPIRED``.
+
+        Computed rather than stored, so reading the status never writes.
+        """
+        if self.status in self.FINAL_STATUSES:
+            return self.status
+        if (now or timezone.now()) >= self.expires_at:
+            return self.Status.EXPIRED
+        return self.status
+
+    def is_open(self, now: datetime.datetime | None = None) -> bool:
+        """Whether the hosted link still works (not final, not expired)."""
+        return self.current_status(now) not in self.FINAL_STATUSES
+
+    def next_step(self, now: datetime.datetime | None = None) -> str | None:
+        """OOTO's ``nextStep``: the scope the user is on (upper case), ``None`` once final.
+
+        Before and right after the captcha it is the first scope; on the outcome picker it
+        stays the last scope, whose analysis is still pending.
+        """
+        if not self.is_open(now) or not self.scopes:
+            return None
+        index = min(self.step_index, len(self.scopes) - 1)
+        return str(self.scopes[index]).upper()
+
+    def status_payload(self, now: datetime.datetime | None = None) -> dict[str, Any]:
+        """The Get Status answer, which is also the callback body."""
+        now = now or timezone.now()
+        status = self.current_status(now)
+        return {
+            "status": status,
+            "scopes": list(self.scopes),
+            "nextStep": self.next_step(now),
+            "expiresAt": format_expires_at(self.expires_at),
+            "uiHints": {"needCaptcha": status == self.Status.CREATED},
+            "returnUrl": self.return_url or None,
+            "result": self.result or {},
+        }

@@ -1,0 +1,519 @@
+"""The one place where verification state changes.
+
+Views, tasks, admin actions, the API and management commands call these functions; none of them
+writes ``status`` itself. The rules (DESIGN.md, "Lifecycle rules"):
+
+- status only moves forward (CREATED → CAPTCHA_OK → IN_PROGRESS → one final status) and a final
+  status never changes; an older or equal report is recorded as an event and not applied;
+- every change runs in a transaction holding the session row (``select_for_update``), so racing
+  callbacks, polls, returns and admin actions yield one transition; provider HTTP calls happen
+  *outside* that transaction so a slow provider never holds a row lock;
+- signals are sent with ``transaction.on_commit``: once per applied transition, never on rollback.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.dispatch import Signal
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from . import conf, signals
+from .exceptions import ConfigurationError, InvalidRequest, InvalidTransition, ProviderError
+from .models import VerificationEvent, VerificationSession
+from .providers import CreateRequest, StatusReport, get_provider, load_backend
+
+logger = logging.getLogger("verification_link")
+
+Status = VerificationSession.Status
+Decision = VerificationSession.Decision
+Kind = VerificationEvent.Kind
+
+SessionRef = VerificationSession | uuid.UUID | str
+
+__all__ = [
+    "SweepResult",
+    "apply_report",
+    "cancel_session",
+    "expire_sessions",
+    "poll_due_sessions",
+    "poll_interval",
+    "refresh_session",
+    "review_session",
+    "run_expiry_sweep",
+    "run_poll_sweep",
+    "start_verification",
+]
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _pk(session: SessionRef) -> Any:
+    return session.pk if isinstance(session, VerificationSession) else session
+
+
+def _lock(session: SessionRef) -> VerificationSession:
+    """The session row, locked until the surrounding transaction ends."""
+    return VerificationSession.objects.select_for_update().get(pk=_pk(session))
+
+
+def _send_on_commit(signal: Signal, session: VerificationSession, **kwargs: Any) -> None:
+    def send() -> None:
+        # One receiver's bug must neither hide the others nor turn a committed change into an error
+        # for the provider or the user; it is logged with its traceback instead.
+        for receiver, response in signal.send_robust(sender=VerificationSession, session=session, **kwargs):
+            if isinstance(response, Exception):
+                logger.error("signal receiver %r failed for session %s", receiver, session.pk, exc_info=response)
+
+    transaction.on_commit(send)
+
+
+def poll_interval(attempts: int) -> int:
+    """Seconds before the next poll after ``attempts`` answers without a status change."""
+    base = int(conf.get("POLL_INTERVAL"))
+    cap = int(conf.get("POLL_MAX_INTERVAL"))
+    return min(base * (2 ** min(attempts, 32)), cap)
+
+
+def _schedule_next_poll(session: VerificationSession, now: datetime, *, moved: bool) -> None:
+    if session.is_final or not get_provider(session.provider).pollable:
+        session.next_poll_at = None
+        return
+    session.poll_attempts = 0 if moved else session.poll_attempts + 1
+    session.next_poll_at = now + timedelta(seconds=poll_interval(session.poll_attempts))
+
+
+def _stored_result(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of a provider result the site chose to store at all."""
+    discard = set(conf.get("DISCARD_RESULT_KEYS") or ())
+    return {key: value for key, value in result.items() if key not in discard}
+
+
+def _absolute_url(path: str, request: HttpRequest | None) -> str:
+    base = conf.get("PUBLIC_BASE_URL")
+    if base:
+        return str(base).rstrip("/") + path
+    if request is not None:
+        return request.build_absolute_uri(path)
+    raise ConfigurationError(
+        f"Set {conf.key_path('PUBLIC_BASE_URL')} (or pass request=) so the provider can be given "
+        "absolute callback and return URLs."
+    )
+
+
+def _decide(session: VerificationSession) -> str:
+    policy = import_string(conf.get("DECISION_POLICY"))
+    decision = policy(session) or Decision.UNDECIDED
+    if decision not in Decision.values:
+        raise ConfigurationError(
+            f"{conf.key_path('DECISION_POLICY')} returned {decision!r}, not a VerificationSession.Decision value."
+        )
+    return decision
+
+
+def _transition(
+    session: VerificationSession,
+    new_status: str,
+    *,
+    source: str,
+    now: datetime,
+    report: StatusReport | None = None,
+    actor: Any = None,
+    kind: str = Kind.STATUS_CHANGED,
+) -> None:
+    """Apply one forward move to a *locked* session, record it, and queue its signals."""
+    old_status = session.status
+    session.status = new_status
+    if report is not None:
+        session.next_step = report.next_step
+        if report.expires_at is not None:
+            session.expires_at = report.expires_at
+        if report.result:
+            session.result = _stored_result(report.result)
+    final = session.is_final
+    if final:
+        session.finished_at = now
+        session.next_step = ""
+        session.url = ""  # the one-time link is a bearer secret with no further use
+    _schedule_next_poll(session, now, moved=True)
+    decision = Decision.UNDECIDED
+    if final and not session.decision:
+        decision = _decide(session)
+        if decision:
+            session.decision = decision
+            session.reviewed_at = now
+    session.save()
+    VerificationEvent.objects.create(
+        session=session,
+        provider=session.provider,
+        kind=kind,
+        source=source,
+        old_status=old_status,
+        new_status=new_status,
+        applied=True,
+        processed=True,
+        actor=actor,
+    )
+    logger.info("verification session %s: %s -> %s (%s)", session.pk, old_status, new_status, source)
+    _send_on_commit(
+        signals.verification_status_changed, session, old_status=old_status, new_status=new_status, source=source
+    )
+    if final:
+        _send_on_commit(signals.verification_finished, session, status=new_status, source=source)
+    if decision:
+        VerificationEvent.objects.create(
+            session=session,
+            provider=session.provider,
+            kind=Kind.REVIEWED,
+            source=source,
+            applied=True,
+            processed=True,
+            data={"decision": decision, "by": "policy"},
+        )
+        _send_on_commit(signals.verification_reviewed, session, decision=decision, reviewer=None)
+
+
+# -- start -------------------------------------------------------------------------------------
+
+
+def start_verification(
+    *,
+    user: Any = None,
+    provider: str | None = None,
+    scopes: Iterable[str] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    next_url: str | None = None,
+    ttl: int | None = None,
+    request: HttpRequest | None = None,
+) -> VerificationSession:
+    """Ask the provider for a new one-time link and store the session.
+
+    Raises ``InvalidRequest`` for bad arguments (nothing sent, nothing stored), a ``ProviderError``
+    subclass when the provider fails (nothing stored but a ``create_failed`` event), and
+    ``ConfigurationError`` for a settings problem.
+    """
+    alias = provider or conf.default_provider()
+    backend = get_provider(alias)
+    scopes = backend.validate_scopes(scopes)
+    ttl = backend.validate_ttl(ttl)
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, Mapping):
+        raise InvalidRequest("metadata must be a JSON object")
+    if next_url is not None and not isinstance(next_url, str):
+        raise InvalidRequest("next_url must be a string")
+    if user is not None and getattr(user, "pk", None) is None:
+        user = None  # AnonymousUser, or an unsaved user: the session belongs to nobody
+
+    session = VerificationSession(
+        user=user,
+        provider=alias,
+        scopes=scopes,
+        metadata=dict(metadata),
+        next_url=next_url or "",
+        reference=uuid.uuid4().hex if backend.uses_reference else "",
+    )
+    create = CreateRequest(
+        session_id=session.pk,
+        scopes=scopes,
+        # The provider echoes metadata back: the session id there ties its records to ours.
+        metadata={**session.metadata, "verification_session_id": str(session.pk)},
+        callback_url=_absolute_url(
+            reverse("verification_link:callback", args=[alias, session.callback_secret]), request
+        ),
+        return_url=_absolute_url(reverse("verification_link:return", args=[session.pk]), request),
+        ttl=ttl,
+        reference=session.reference,
+    )
+    try:
+        created = backend.create_session(create)
+    except ProviderError as exc:
+        VerificationEvent.objects.create(
+            session=None,
+            provider=alias,
+            kind=Kind.CREATE_FAILED,
+            source=VerificationEvent.Source.SYSTEM,
+            valid=False,
+            error=str(exc),
+            actor=user,
+            data={
+                "session_id": str(session.pk),
+                "error_type": type(exc).__name__,
+                "status_code": exc.status_code,
+                "code": exc.code,
+                "retryable": exc.retryable,
+            },
+        )
+        logger.warning("verification session could not be created at %s: %s", alias, exc)
+        raise
+
+    now = timezone.now()
+    session.external_id = created.external_id
+    session.token = created.token
+    session.url = created.url
+    # The provider's Get Status answer is authoritative; until then, what we asked for.
+    session.expires_at = created.expires_at or now + timedelta(seconds=ttl)
+    session.created_at = now
+    if backend.pollable:
+        session.next_poll_at = now + timedelta(seconds=poll_interval(0))
+    with transaction.atomic():
+        session.save(force_insert=True)
+        VerificationEvent.objects.create(
+            session=session,
+            provider=alias,
+            kind=Kind.CREATED,
+            source=VerificationEvent.Source.SYSTEM,
+            new_status=session.status,
+            applied=True,
+            processed=True,
+            actor=user,
+            data={"scopes": scopes, "ttl": ttl, "external_id": session.external_id},
+        )
+        _send_on_commit(signals.verification_created, session)
+    logger.info("verification session %s created at %s", session.pk, alias)
+    return session
+
+
+# -- applying what the provider says --------------------------------------------------------------
+
+
+def apply_report(
+    session: SessionRef,
+    report: StatusReport,
+    *,
+    source: str,
+    kind: str = Kind.POLL,
+    now: datetime | None = None,
+) -> VerificationSession:
+    """Apply an *authenticated* status report (a provider answer, a verified webhook).
+
+    Records the report as an event whether or not it is applied. Returns the updated session.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = _lock(session)
+        old_status = locked.status
+        moves_forward = (
+            not locked.is_final
+            and report.status in VerificationSession.STATUS_RANK
+            and VerificationSession.STATUS_RANK[report.status] > VerificationSession.STATUS_RANK[old_status]
+        )
+        VerificationEvent.objects.create(
+            session=locked,
+            provider=locked.provider,
+            kind=kind,
+            source=source,
+            old_status=old_status,
+            new_status=report.status,
+            applied=moves_forward,
+            valid=True,
+            processed=True,
+            data=report.summary(),
+        )
+        if moves_forward:
+            _transition(locked, report.status, source=source, now=now, report=report)
+        elif not locked.is_final:
+            # Same or older status: not a transition. Only the provider's authoritative expiry and
+            # the poll schedule are updated.
+            fields = ["poll_attempts", "next_poll_at", "updated_at"]
+            if report.status == old_status and report.expires_at and report.expires_at != locked.expires_at:
+                locked.expires_at = report.expires_at
+                fields.append("expires_at")
+            _schedule_next_poll(locked, now, moved=False)
+            locked.save(update_fields=fields)
+    return locked
+
+
+def refresh_session(session: SessionRef, *, source: str = "poll", timeout: float | None = None) -> VerificationSession:
+    """Ask the provider for the session's state now and apply the answer.
+
+    A final session, or one whose provider cannot be polled, is returned as it is without a call.
+    Provider errors are recorded (``poll_failed``), push the next poll back, and are re-raised.
+    """
+    current = session if isinstance(session, VerificationSession) else VerificationSession.objects.get(pk=session)
+    backend = get_provider(current.provider)
+    if current.is_final or not backend.pollable:
+        return current
+    now = timezone.now()
+    try:
+        report = backend.get_status(current, timeout=timeout)
+    except ProviderError as exc:
+        with transaction.atomic():
+            locked = _lock(current)
+            VerificationEvent.objects.create(
+                session=locked,
+                provider=locked.provider,
+                kind=Kind.POLL_FAILED,
+                source=source,
+                valid=False,
+                error=str(exc),
+                data={
+                    "error_type": type(exc).__name__,
+                    "status_code": exc.status_code,
+                    "code": exc.code,
+                    "retryable": exc.retryable,
+                },
+            )
+            if not locked.is_final:
+                _schedule_next_poll(locked, now, moved=False)
+                locked.last_polled_at = now
+                locked.save(update_fields=["poll_attempts", "next_poll_at", "last_polled_at", "updated_at"])
+        logger.warning("verification session %s: refresh failed: %s", current.pk, exc)
+        raise
+    locked = apply_report(current, report, source=source, now=now)
+    VerificationSession.objects.filter(pk=locked.pk).update(last_polled_at=now)
+    locked.last_polled_at = now
+    return locked
+
+
+# -- staff and user actions ------------------------------------------------------------------------
+
+
+def cancel_session(session: SessionRef, *, by: Any = None, source: str = "admin") -> VerificationSession:
+    """Cancel an open session. Cancelling a canceled session is a no-op; any other final status is
+    an ``InvalidTransition``. Providers without a cancel endpoint (OOTO) are cancelled locally: the
+    session stops being polled and its link is forgotten."""
+    with transaction.atomic():
+        locked = _lock(session)
+        if locked.status == Status.CANCELED:
+            return locked
+        if locked.is_final:
+            raise InvalidTransition(f"cannot cancel a session that is already {locked.status}")
+        get_provider(locked.provider).cancel_session(locked)
+        _transition(
+            locked,
+            Status.CANCELED,
+            source=source,
+            now=timezone.now(),
+            actor=by if _is_user(by) else None,
+            kind=Kind.CANCELED,
+        )
+    return locked
+
+
+def review_session(session: SessionRef, *, decision: str, reviewer: Any, note: str = "") -> VerificationSession:
+    """Record a staff decision on a finished session and send ``verification_reviewed``."""
+    if decision not in (Decision.APPROVED, Decision.REJECTED, Decision.REVIEW):
+        raise InvalidRequest(f"decision must be one of approved, rejected, review; not {decision!r}")
+    now = timezone.now()
+    with transaction.atomic():
+        locked = _lock(session)
+        if not locked.is_final:
+            raise InvalidTransition("only a finished session can be reviewed")
+        previous = locked.decision
+        locked.decision = decision
+        locked.reviewed_by = reviewer if _is_user(reviewer) else None
+        locked.reviewed_at = now
+        locked.review_note = note or ""
+        locked.save(update_fields=["decision", "reviewed_by", "reviewed_at", "review_note", "updated_at"])
+        VerificationEvent.objects.create(
+            session=locked,
+            provider=locked.provider,
+            kind=Kind.REVIEWED,
+            source=VerificationEvent.Source.ADMIN,
+            applied=True,
+            processed=True,
+            actor=locked.reviewed_by,
+            data={"decision": decision, "previous": previous, "note": locked.review_note},
+        )
+        _send_on_commit(signals.verification_reviewed, locked, decision=decision, reviewer=reviewer)
+    return locked
+
+
+def _is_user(value: Any) -> bool:
+    return value is not None and getattr(value, "pk", None) is not None and getattr(value, "is_authenticated", False)
+
+
+# -- sweeps ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SweepResult:
+    """What one sweep did: sessions looked at, changed or answered, and provider calls that failed."""
+
+    found: int = 0
+    processed: int = 0
+    failed: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.found} found, {self.processed} processed, {self.failed} failed"
+
+
+def _pollable_aliases() -> list[str]:
+    aliases = []
+    for alias in conf.providers():
+        try:
+            if load_backend(alias).pollable:
+                aliases.append(alias)
+        except ConfigurationError:
+            logger.error("provider alias %r is misconfigured; its sessions are not polled", alias)
+    return aliases
+
+
+def run_poll_sweep(*, now: datetime | None = None, limit: int | None = None) -> SweepResult:
+    """Refresh every open session of a pollable provider whose next poll time has come."""
+    now = now or timezone.now()
+    due = VerificationSession.objects.filter(
+        next_poll_at__lte=now, status__in=VerificationSession.OPEN_STATUSES, provider__in=_pollable_aliases()
+    ).order_by("next_poll_at")
+    ids = list(due.values_list("pk", flat=True)[:limit] if limit else due.values_list("pk", flat=True))
+    result = SweepResult(found=len(ids))
+    for pk in ids:
+        try:
+            refresh_session(pk, source=VerificationEvent.Source.POLL)
+        except ProviderError:
+            result.failed += 1
+        except VerificationSession.DoesNotExist:
+            continue
+        else:
+            result.processed += 1
+    return result
+
+
+def poll_due_sessions(*, now: datetime | None = None) -> int:
+    """Refresh the sessions due for a poll; returns how many were answered by their provider."""
+    return run_poll_sweep(now=now).processed
+
+
+def run_expiry_sweep(*, now: datetime | None = None) -> SweepResult:
+    """Expire open sessions past ``expires_at`` + ``EXPIRY_GRACE``, after one last status check
+    where the provider supports it (the session may have finished without our hearing)."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=int(conf.get("EXPIRY_GRACE")))
+    overdue = VerificationSession.objects.filter(
+        status__in=VerificationSession.OPEN_STATUSES, expires_at__lt=cutoff
+    ).order_by("expires_at")
+    result = SweepResult()
+    for session in overdue.only("pk", "provider", "token", "status", "expires_at"):
+        result.found += 1
+        try:
+            pollable = get_provider(session.provider).pollable
+        except ConfigurationError:
+            pollable = False
+        if pollable:
+            try:
+                refresh_session(session.pk, source=VerificationEvent.Source.EXPIRY)
+            except ProviderError:
+                result.failed += 1  # the last check said nothing: expire all the same
+        with transaction.atomic():
+            locked = _lock(session)
+            if locked.is_final or locked.expires_at is None or locked.expires_at >= cutoff:
+                continue  # finished meanwhile, or the provider extended it
+            _transition(locked, Status.EXPIRED, source=VerificationEvent.Source.EXPIRY, now=now, kind=Kind.EXPIRED)
+            result.processed += 1
+    return result
+
+
+def expire_sessions(*, now: datetime | None = None) -> int:
+    """Expire overdue sessions; returns how many became EXPIRED."""
+    return run_expiry_sweep(now=now).processed
