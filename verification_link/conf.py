@@ -32,16 +32,25 @@ DEFAULTS: dict[str, Any] = {
     "POLL_MAX_INTERVAL": 300,
     # Seconds past expires_at before an open session is declared EXPIRED.
     "EXPIRY_GRACE": 300,
-    # Days after finish before biometric parts and raw bodies are scrubbed.
+    # Days after finish before SENSITIVE_RESULT_KEYS and raw inbound bodies are scrubbed.
     "RETENTION_DAYS": 90,
+    # Biometric / special-category parts of a result: scrubbed at retention, hidden from staff
+    # without the ``view_sensitive_result`` permission, never in API output.
+    "SENSITIVE_RESULT_KEYS": ["demography", "landmarks", "box"],
     # Where the user lands after the flow when no safe ``next`` URL was given (None: status page).
     "DEFAULT_NEXT_URL": None,
     # Dotted path of ``callable(session) -> Decision value``; run once when a session finishes.
     "DECISION_POLICY": "verification_link.policy.default_decision_policy",
     # Top-level parts of a provider ``result`` never stored at all.
     "DISCARD_RESULT_KEYS": [],
-    # Raw bodies of inbound requests are stored up to this many bytes.
+    # Inbound bodies larger than this are refused (413); smaller ones are stored with the event.
     "MAX_EVENT_BODY_BYTES": 65536,
+    # Background work: "auto" (Celery when the site has a non-eager Celery app), "celery", "inline".
+    "TASKS": "auto",
+    # Beat intervals (seconds) of the sweeps in ``verification_link.tasks.beat_schedule()``.
+    "POLL_SWEEP_EVERY": 10,
+    "EXPIRE_SWEEP_EVERY": 60,
+    "PURGE_SWEEP_EVERY": 3600,
 }
 
 #: Defaults shared by every provider alias (a backend adds its own).

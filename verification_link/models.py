@@ -104,6 +104,9 @@ class VerificationSession(models.Model):
     poll_attempts = models.PositiveIntegerField(_("poll attempts"), default=0)
     last_polled_at = models.DateTimeField(_("last polled at"), null=True, blank=True)
 
+    # Set when retention scrubbed the sensitive parts of the result and the raw inbound bodies.
+    purged_at = models.DateTimeField(_("sensitive data purged at"), null=True, blank=True)
+
     created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
@@ -121,6 +124,8 @@ class VerificationSession(models.Model):
                 name="vl_session_overdue",
                 condition=Q(status__in=["CREATED", "CAPTCHA_OK", "IN_PROGRESS"]),
             ),
+            # purge_expired_data: finished sessions not yet scrubbed.
+            models.Index(fields=["finished_at"], name="vl_session_purge_due", condition=Q(purged_at__isnull=True)),
             # A user's own sessions, newest first (status page, API list).
             models.Index(fields=["user", "-created_at"], name="vl_session_user_recent"),
             # Admin list and filters.

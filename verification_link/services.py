@@ -376,6 +376,63 @@ def refresh_session(session: SessionRef, *, source: str = "poll", timeout: float
     return locked
 
 
+# -- inbound requests --------------------------------------------------------------------------------
+
+#: Headers kept with a recorded inbound request; never cookies or authorization.
+RECORDED_HEADERS = ("Content-Type", "Content-Length", "User-Agent", "X-Forwarded-For", "X-Request-Id")
+
+
+def record_inbound(
+    request: HttpRequest,
+    *,
+    kind: str,
+    provider: str,
+    body: bytes,
+    session: VerificationSession | None = None,
+    error: str = "",
+) -> VerificationEvent:
+    """Store an inbound callback or webhook *before* it is judged.
+
+    Callers run this in autocommit (outside any processing transaction), so the evidence survives
+    whatever happens next. The body is kept up to ``MAX_EVENT_BODY_BYTES``.
+    """
+    limit = int(conf.get("MAX_EVENT_BODY_BYTES"))
+    return VerificationEvent.objects.create(
+        session=session,
+        provider=provider[:64],
+        kind=kind,
+        source=kind,
+        body=body[:limit].decode("utf-8", errors="replace"),
+        body_truncated=len(body) > limit,
+        headers={name: request.headers[name][:512] for name in RECORDED_HEADERS if name in request.headers},
+        remote_addr=request.META.get("REMOTE_ADDR") or None,
+        valid=False if error else None,
+        error=error,
+    )
+
+
+def judge_inbound(event: VerificationEvent, *, valid: bool, processed: bool = False, error: str = "") -> None:
+    """Record the verdict on a recorded inbound request."""
+    VerificationEvent.objects.filter(pk=event.pk).update(valid=valid, processed=processed, error=error)
+    event.valid, event.processed, event.error = valid, processed, error
+
+
+def confirm_callback(event_id: int) -> VerificationSession | None:
+    """Act on a recorded, valid callback: ask the provider and apply its answer (never the body).
+
+    Idempotent: an event already processed, or one whose session is final, costs no provider call.
+    Raises the provider's error so a task can retry.
+    """
+    event = VerificationEvent.objects.select_related("session").get(pk=event_id)
+    session = event.session
+    if event.processed or session is None:
+        return session
+    if not session.is_final:
+        session = refresh_session(session, source=VerificationEvent.Source.CALLBACK)
+    judge_inbound(event, valid=True, processed=True)
+    return session
+
+
 # -- staff and user actions ------------------------------------------------------------------------
 
 
@@ -517,3 +574,35 @@ def run_expiry_sweep(*, now: datetime | None = None) -> SweepResult:
 def expire_sessions(*, now: datetime | None = None) -> int:
     """Expire overdue sessions; returns how many became EXPIRED."""
     return run_expiry_sweep(now=now).processed
+
+
+def purge_expired_data(*, now: datetime | None = None) -> int:
+    """Scrub sessions finished more than ``RETENTION_DAYS`` ago: drop ``SENSITIVE_RESULT_KEYS`` from
+    the result and the raw bodies and headers of their events. Status, decision, per-check scores
+    and timestamps stay for audit. Each scrub is recorded (``purged`` event); returns how many."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=int(conf.get("RETENTION_DAYS")))
+    sensitive = list(conf.get("SENSITIVE_RESULT_KEYS") or ())
+    due = VerificationSession.objects.filter(finished_at__lt=cutoff, purged_at__isnull=True)
+    purged = 0
+    for pk in due.values_list("pk", flat=True).order_by("finished_at"):
+        with transaction.atomic():
+            locked = _lock(pk)
+            if locked.purged_at is not None:
+                continue
+            removed = sorted(key for key in sensitive if key in (locked.result or {}))
+            locked.result = {key: value for key, value in (locked.result or {}).items() if key not in sensitive}
+            locked.purged_at = now
+            locked.save(update_fields=["result", "purged_at", "updated_at"])
+            bodies = locked.events.exclude(body="", headers={}).update(body="", headers={}, body_truncated=False)
+            VerificationEvent.objects.create(
+                session=locked,
+                provider=locked.provider,
+                kind=Kind.PURGED,
+                source=VerificationEvent.Source.SYSTEM,
+                applied=True,
+                processed=True,
+                data={"result_keys": removed, "event_bodies": bodies},
+            )
+        purged += 1
+    return purged

@@ -7,6 +7,11 @@ from . import views
 app_name = "verification_link"
 
 urlpatterns = [
+    path("start/", views.start_view, name="start"),
+    path("s/<uuid:pk>/", views.detail_view, name="detail"),
+    path("s/<uuid:pk>/status.json", views.status_view, name="status"),
+    path("s/<uuid:pk>/qr.svg", views.qr_view, name="qr"),
     path("s/<uuid:pk>/return/", views.return_view, name="return"),
     path("callback/<str:provider>/<str:secret>/", views.callback_view, name="callback"),
+    path("webhook/<str:provider>/", views.webhook_view, name="webhook"),
 ]

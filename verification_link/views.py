@@ -1,25 +1,37 @@
-"""HTTP in and out, kept thin: every state change goes through ``verification_link.services``."""
+"""HTTP in and out, kept thin: every state change goes through ``verification_link.services``.
+
+User-facing views answer 404 to anyone but the session's owner: the hand-off link and biometric
+results are secrets, and a 404 does not even confirm that a session exists. Staff use the admin.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from typing import Any
 
-from django.conf import settings
-from django.db import transaction
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
-from django.shortcuts import get_object_or_404
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.cache import add_never_cache_headers, patch_cache_control
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import conf, services
-from .exceptions import ProviderError
+from . import conf, services, tasks
+from .exceptions import InvalidRequest, ProviderError, ProviderUnavailable
 from .models import VerificationEvent, VerificationSession
+from .providers import get_provider
+from .qr import qr_svg
 
 logger = logging.getLogger("verification_link.views")
 
-try:  # Django 5.1+: callbacks must work under LoginRequiredMiddleware
+try:  # Django 5.1+: callbacks and returns must work under LoginRequiredMiddleware
     from django.contrib.auth.decorators import login_not_required
 except ImportError:  # pragma: no cover - Django < 5.1
 
@@ -27,94 +39,230 @@ except ImportError:  # pragma: no cover - Django < 5.1
         return view
 
 
-# Headers worth keeping with a recorded inbound request (never cookies or authorization).
-RECORDED_HEADERS = ("Content-Type", "Content-Length", "User-Agent", "X-Forwarded-For", "X-Request-Id")
+class HttpResponseSeeOther(HttpResponseRedirect):
+    """303: after the POST, the browser follows with a GET."""
+
+    status_code = 303
 
 
-def _client_ip(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
+STATUS_LABELS = {
+    "CREATED": _("Waiting for you to start"),
+    "CAPTCHA_OK": _("Started"),
+    "IN_PROGRESS": _("In progress"),
+    "DONE": _("Completed"),
+    "FAILED": _("Not verified"),
+    "EXPIRED": _("Link expired"),
+    "CANCELED": _("Canceled"),
+}
 
 
-def record_inbound(request: HttpRequest, *, kind: str, provider: str, body: bytes, session=None) -> VerificationEvent:
-    """Store an inbound request *before* it is judged, in its own autocommit write, so a later
-    failure never loses the evidence."""
-    limit = int(conf.get("MAX_EVENT_BODY_BYTES"))
-    return VerificationEvent.objects.create(
-        session=session,
-        provider=provider,
-        kind=kind,
-        source=kind,
-        body=body[:limit].decode("utf-8", errors="replace"),
-        body_truncated=len(body) > limit,
-        headers={name: request.headers[name] for name in RECORDED_HEADERS if name in request.headers},
-        remote_addr=_client_ip(request),
+def _safe_next(request: HttpRequest, candidate: str | None) -> str | None:
+    if candidate and url_has_allowed_host_and_scheme(
+        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return candidate
+    return None
+
+
+def _owned_session(request: HttpRequest, pk: Any) -> VerificationSession:
+    if not request.user.is_authenticated:
+        raise Http404
+    return get_object_or_404(VerificationSession.objects.select_related("user"), pk=pk, user=request.user)
+
+
+# -- start ----------------------------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+def start_view(request: HttpRequest) -> HttpResponse:
+    """GET: the choice between continuing here and on a phone. POST (logged-in user): start a
+    session and answer 303 to the provider's link, or to the status page for the QR hand-off."""
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    next_url = _safe_next(request, request.POST.get("next") or request.GET.get("next"))
+    if request.method == "GET":
+        return render(request, "verification_link/start.html", {"next": next_url or ""})
+    handoff = request.POST.get("handoff", "redirect")
+    if handoff not in ("redirect", "qr"):
+        return render(
+            request,
+            "verification_link/start.html",
+            {"next": next_url or "", "error": _("Choose how to continue.")},
+            status=400,
+        )
+    try:
+        session = services.start_verification(user=request.user, next_url=next_url, request=request)
+    except ProviderError as exc:
+        return render(
+            request,
+            "verification_link/provider_error.html",
+            {"retryable": isinstance(exc, ProviderUnavailable)},
+            status=503,
+        )
+    except InvalidRequest as exc:
+        logger.warning("start: invalid request: %s", exc)
+        return render(
+            request,
+            "verification_link/start.html",
+            {"next": next_url or "", "error": _("This verification cannot be started.")},
+            status=400,
+        )
+    if handoff == "qr":
+        return HttpResponseSeeOther(reverse("verification_link:detail", args=[session.pk]))
+    return HttpResponseSeeOther(session.url)
+
+
+# -- the owner's status page, its live JSON and the QR code ---------------------------------------------
+
+
+def _status_payload(session: VerificationSession) -> dict[str, Any]:
+    return {
+        "id": str(session.pk),
+        "status": session.status,
+        "status_label": str(STATUS_LABELS.get(session.status, session.status)),
+        "next_step": session.next_step,
+        "is_final": session.is_final,
+        "decision": session.decision,
+        "expires_at": session.expires_at.isoformat() if session.expires_at else None,
+    }
+
+
+@login_required
+@require_GET
+def detail_view(request: HttpRequest, pk: Any) -> HttpResponse:
+    session = _owned_session(request, pk)
+    response = render(
+        request,
+        "verification_link/detail.html",
+        {
+            "session": session,
+            "status_label": STATUS_LABELS.get(session.status, session.status),
+            "can_restart": session.status in ("FAILED", "EXPIRED", "CANCELED"),
+            "payload": _status_payload(session),
+        },
     )
+    add_never_cache_headers(response)  # the page shows the one-time link
+    return response
+
+
+@require_GET
+def status_view(request: HttpRequest, pk: Any) -> JsonResponse:
+    """The status page's live view. Asks the provider only when the poll schedule says it is due,
+    so a page left open never multiplies provider calls."""
+    session = _owned_session(request, pk)
+    if not session.is_final and session.next_poll_at and session.next_poll_at <= timezone.now():
+        with contextlib.suppress(ProviderError):  # shown as it is; the sweep retries
+            session = services.refresh_session(
+                session, source=VerificationEvent.Source.POLL, timeout=float(conf.get("RETURN_READ_TIMEOUT"))
+            )
+    response = JsonResponse(_status_payload(session))
+    add_never_cache_headers(response)
+    return response
+
+
+@require_GET
+def qr_view(request: HttpRequest, pk: Any) -> HttpResponse:
+    """SVG QR code of the hand-off link, for the owner only, while the session is open."""
+    session = _owned_session(request, pk)
+    if session.is_final or not session.url:
+        raise Http404
+    response = HttpResponse(qr_svg(session.url), content_type="image/svg+xml")
+    patch_cache_control(response, no_store=True, private=True)
+    return response
+
+
+# -- back from the provider ----------------------------------------------------------------------------
+
+
+@login_not_required
+@require_GET
+def return_view(request: HttpRequest, pk: Any) -> HttpResponse:
+    """Where the provider sends the browser back.
+
+    Checks the status now (short timeout; a provider error never breaks the page) and redirects the
+    owner to a safe next URL: ``?next=``, the one given at start, ``DEFAULT_NEXT_URL``, then the
+    status page. Anyone else (e.g. the phone of a QR hand-off, not logged in) sees a neutral page.
+    The hit itself proves nothing and changes nothing but what the provider then says.
+    """
+    session = get_object_or_404(VerificationSession, pk=pk)
+    if not session.is_final:
+        try:
+            session = services.refresh_session(
+                session, source=VerificationEvent.Source.RETURN, timeout=float(conf.get("RETURN_READ_TIMEOUT"))
+            )
+        except ProviderError:
+            logger.info("return for session %s: provider did not answer in time", session.pk)
+    if not (request.user.is_authenticated and session.user_id == request.user.pk):
+        return render(request, "verification_link/returned.html", {}, status=200)
+    for candidate in (request.GET.get("next"), session.next_url, conf.get("DEFAULT_NEXT_URL")):
+        safe = _safe_next(request, candidate)
+        if safe:
+            return HttpResponseRedirect(safe)
+    return HttpResponseRedirect(reverse("verification_link:detail", args=[session.pk]))
+
+
+# -- provider to server -----------------------------------------------------------------------------
+
+
+def _too_large(request: HttpRequest) -> bool:
+    length = request.headers.get("Content-Length", "")
+    return length.isdigit() and int(length) > int(conf.get("MAX_EVENT_BODY_BYTES"))
 
 
 @csrf_exempt
 @login_not_required
 @require_POST
-@transaction.non_atomic_requests
 def callback_view(request: HttpRequest, provider: str, secret: str) -> HttpResponse:
     """The OOTO-style per-session callback: unsigned, so only a hint.
 
-    The session is found by the unguessable secret in the path; the posted status is never applied.
-    Instead the app asks the provider (Get Status) and applies that authenticated answer.
+    The request is recorded first (autocommit, outside any processing transaction), then judged.
+    The session is found by the unguessable secret in the path; the posted status is never applied:
+    a confirmation by provider pull is queued (Celery on commit) or run inline, and the answer is
+    202 at once. 200 when the session is already final; 404 (generic) for an unknown provider or
+    secret; 400 for a body that is not a JSON object; 413 above ``MAX_EVENT_BODY_BYTES``.
     """
-    limit = int(conf.get("MAX_EVENT_BODY_BYTES"))
-    length = request.headers.get("Content-Length")
-    if length and length.isdigit() and int(length) > limit:
+    if _too_large(request):
+        services.record_inbound(
+            request, kind=VerificationEvent.Kind.CALLBACK, provider=provider, body=b"", error="body too large"
+        )
         return JsonResponse({"error": "body too large"}, status=413)
     body = request.body
-    if len(body) > limit:
-        return JsonResponse({"error": "body too large"}, status=413)
     session = VerificationSession.objects.filter(provider=provider, callback_secret=secret).first()
-    event = record_inbound(request, kind=VerificationEvent.Kind.CALLBACK, provider=provider, body=body, session=session)
+    event = services.record_inbound(
+        request, kind=VerificationEvent.Kind.CALLBACK, provider=provider, body=body, session=session
+    )
+    if len(body) > int(conf.get("MAX_EVENT_BODY_BYTES")):
+        services.judge_inbound(event, valid=False, error="body too large")
+        return JsonResponse({"error": "body too large"}, status=413)
     if session is None:
-        logger.warning("callback for unknown provider/secret (provider=%r), event %s", provider, event.pk)
-        _judge(event, valid=False, error="unknown provider or secret")
+        logger.warning("callback %s: unknown provider %r or secret", event.pk, provider[:64])
+        services.judge_inbound(event, valid=False, error="unknown provider or secret")
         return JsonResponse({"error": "not found"}, status=404)
     try:
         payload = json.loads(body)
     except ValueError:
-        _judge(event, valid=False, error="malformed JSON")
+        services.judge_inbound(event, valid=False, error="malformed JSON")
         return JsonResponse({"error": "malformed JSON"}, status=400)
     if not isinstance(payload, dict):
-        _judge(event, valid=False, error="JSON body is not an object")
+        services.judge_inbound(event, valid=False, error="JSON body is not an object")
         return JsonResponse({"error": "JSON body must be an object"}, status=400)
     if session.is_final:
-        _judge(event, valid=True, processed=True)
+        services.judge_inbound(event, valid=True, processed=True)
         return JsonResponse({"status": "already final"}, status=200)
-    _judge(event, valid=True)
-    try:
-        services.refresh_session(session, source=VerificationEvent.Source.CALLBACK)
-    except ProviderError:
-        # The poll sweep will ask again; the sender of a hint needs no error.
-        logger.info("callback for session %s: confirmation deferred to polling", session.pk)
-    else:
-        _judge(event, valid=True, processed=True)
+    services.judge_inbound(event, valid=True)
+    tasks.run_later(tasks.process_callback, event.pk, inline=services.confirm_callback)
     return JsonResponse({"status": "accepted"}, status=202)
 
 
-def _judge(event: VerificationEvent, *, valid: bool, processed: bool = False, error: str = "") -> None:
-    VerificationEvent.objects.filter(pk=event.pk).update(valid=valid, processed=processed, error=error)
-
-
-def return_view(request: HttpRequest, pk) -> HttpResponse:
-    """Where the provider sends the browser back. Checks the status now (short timeout; a provider
-    error never breaks the page), then redirects to a safe next URL. The hit proves nothing."""
-    session = get_object_or_404(VerificationSession, pk=pk)
-    if not session.is_final:
-        try:
-            services.refresh_session(
-                session, source=VerificationEvent.Source.RETURN, timeout=float(conf.get("RETURN_READ_TIMEOUT"))
-            )
-        except ProviderError:
-            logger.info("return for session %s: provider did not answer in time", session.pk)
-    candidates = [request.GET.get("next"), session.next_url, conf.get("DEFAULT_NEXT_URL")]
-    for candidate in candidates:
-        if candidate and url_has_allowed_host_and_scheme(
-            candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-        ):
-            return HttpResponseRedirect(candidate)
-    return HttpResponseRedirect(getattr(settings, "LOGIN_REDIRECT_URL", "/") or "/")
+@csrf_exempt
+@login_not_required
+@require_POST
+def webhook_view(request: HttpRequest, provider: str) -> HttpResponse:
+    """Account-level webhooks, delegated to the provider alias; 404 where it has none."""
+    try:
+        backend = get_provider(provider)
+    except Exception:  # unknown or broken alias: say nothing more than "not here"
+        backend = None
+    if backend is None or not getattr(backend, "receives_webhooks", False):
+        return JsonResponse({"error": "not found"}, status=404)
+    return backend.handle_webhook(request)  # type: ignore[attr-defined]

@@ -521,7 +521,7 @@ def test_hosted_page_headers(client):
     token = create_session(client)["token"]
     response = client.get(flow_url(token))
     assert "no-store" in response["Cache-Control"]
-    assert response["Referrer-Policy"] == "no-referrer"
+    assert response["Referrer-Policy"] == "same-origin"
     assert "noindex" in response["X-Robots-Tag"]
 
 

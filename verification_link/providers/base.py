@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import UUID
 
 import requests
+from django.conf import settings
 from django.core.checks import CheckMessage
 from django.core.checks import Error as CheckError
 from django.core.checks import Warning as CheckWarning
@@ -208,7 +209,7 @@ class BaseProvider:
                 )
             )
         base_url = config.get("BASE_URL") or cls.default_base_url
-        if base_url and not str(base_url).startswith("https://"):
+        if base_url and not str(base_url).startswith("https://") and not settings.DEBUG:
             messages.append(
                 CheckWarning(
                     f"{conf.key_path('PROVIDERS', alias, 'BASE_URL')} is not HTTPS: credentials travel in clear.",

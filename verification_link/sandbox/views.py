@@ -245,9 +245,11 @@ class OotoFlowView(View):
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         response = super().dispatch(request, *args, **kwargs)
-        # The URL is a bearer secret: keep it out of caches, Referer headers and indexes.
+        # The URL is a bearer secret: keep it out of caches, cross-origin Referer headers and indexes
+        # ("same-origin", not "no-referrer": the latter makes browsers send "Origin: null" on the
+        # page's own form posts, which CSRF protection refuses).
         patch_cache_control(response, no_store=True)
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Robots-Tag", "noindex, nofollow")
         return response
 

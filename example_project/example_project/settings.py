@@ -1,0 +1,154 @@
+"""Settings of the example site.
+
+Embedded defaults run everything with no credentials and no services: SQLite, the built-in
+sandbox provider, Celery eager. Environment variables switch to the real thing:
+
+- ``VL_PROVIDER``: ``sandbox`` (default), ``ooto`` (needs ``OOTO_APP_ID``, ``OOTO_APP_KEY``,
+  optional ``OOTO_BASE_URL``) or ``valify`` (needs ``VALIFY_API_KEY``, ``VALIFY_WEBHOOK_SECRET``).
+- ``PUBLIC_BASE_URL``: the site's public origin (default ``http://127.0.0.1:8000``).
+- ``DATABASE_URL``: ``postgres://user:password@host:port/name`` (default: SQLite ``VL_DEMO_DB``).
+- ``REDIS_URL``: a Celery broker; tasks then run on a worker (``celery -A example_project worker -B``).
+- ``DJANGO_DEBUG`` (default on), ``DJANGO_SECRET_KEY``, ``DJANGO_ALLOWED_HOSTS``.
+"""
+
+import os
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import django
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-project-insecure-key-do-not-use-in-production")
+ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
+PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+CSRF_TRUSTED_ORIGINS = [PUBLIC_BASE_URL]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "verification_link",
+    "verification_link.sandbox",
+    "demo",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "example_project.urls"
+WSGI_APPLICATION = "example_project.wsgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+
+def database_from_url(url: str) -> dict:
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgres", "postgresql"):
+        raise ValueError("DATABASE_URL must be postgres://user:password@host:port/name")
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": unquote(parts.path.lstrip("/")),
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": unquote(parts.hostname or ""),
+        "PORT": str(parts.port or ""),
+    }
+
+
+if os.environ.get("DATABASE_URL"):
+    DATABASES = {"default": database_from_url(os.environ["DATABASE_URL"])}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.environ.get("VL_DEMO_DB", str(BASE_DIR / "db.sqlite3")),
+            # The sandbox calls back into the same server from another thread: writers queue for the
+            # lock (IMMEDIATE transactions, Django 5.1+) instead of failing with "database is locked".
+            "OPTIONS": {"timeout": 20, **({"transaction_mode": "IMMEDIATE"} if django.VERSION >= (5, 1) else {})},
+        }
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+USE_TZ = True
+TIME_ZONE = "UTC"
+LANGUAGE_CODE = "en"
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "home"
+
+# -- Celery: eager (in-process) unless a broker is given ------------------------------------------------
+REDIS_URL = os.environ.get("REDIS_URL", "")
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+
+# -- verification providers ------------------------------------------------------------------------------
+PROVIDER = os.environ.get("VL_PROVIDER", "sandbox")
+PROVIDERS = {
+    # The built-in emulator, served by this very site: the real OOTO client runs against it.
+    "sandbox": {
+        "BACKEND": "verification_link.providers.ooto.OotoProvider",
+        "APP_ID": "sandbox-app",
+        "APP_KEY": "sandbox-key",
+        "BASE_URL": f"{PUBLIC_BASE_URL}/sandbox/ooto",
+        "SCOPES": ["liveness", "deepfake"],
+        "TTL": 3600,
+    },
+}
+if PROVIDER == "ooto":
+    PROVIDERS["ooto"] = {
+        "BACKEND": "verification_link.providers.ooto.OotoProvider",
+        "APP_ID": os.environ.get("OOTO_APP_ID", ""),
+        "APP_KEY": os.environ.get("OOTO_APP_KEY", ""),
+        "BASE_URL": os.environ.get("OOTO_BASE_URL", "https://cloud.ooto-ai.com"),
+        "SCOPES": os.environ.get("OOTO_SCOPES", "liveness,deepfake").split(","),
+    }
+elif PROVIDER == "valify":
+    PROVIDERS["valify"] = {
+        "BACKEND": "verification_link.providers.valify.ValifyProvider",
+        "API_KEY": os.environ.get("VALIFY_API_KEY", ""),
+        "BASE_URL": os.environ.get("VALIFY_BASE_URL", "https://verify.valifysolutions.com"),
+        "WEBHOOK_SECRETS": [s for s in os.environ.get("VALIFY_WEBHOOK_SECRET", "").split(",") if s],
+    }
+
+VERIFICATION_LINK = {
+    "DEFAULT_PROVIDER": PROVIDER,
+    "PROVIDERS": PROVIDERS,
+    "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"verification_link": {"handlers": ["console"], "level": os.environ.get("VL_LOG_LEVEL", "INFO")}},
+}

@@ -1,0 +1,13 @@
+from demo import views
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    path("verify/", include("verification_link.urls")),
+    path("sandbox/", include("verification_link.sandbox.urls")),
+]

@@ -1,0 +1,127 @@
+"""Fixtures for the browser tests: the example site served for real, and Debian's Chromium.
+
+The site runs as its own process (``manage.py demo``) on a free port with a throwaway SQLite file,
+exactly as the README's demo command runs it. Locally the tests skip when Chromium is missing; with
+``CI=true`` they fail instead.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("VL_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def pytest_collection_modifyitems(config, items):
+    missing = [
+        name
+        for name, path in (("chromium", CHROMIUM), ("zbarimg", shutil.which("zbarimg")))
+        if not path or not Path(path).exists()
+    ]
+    if not missing or os.environ.get("CI") == "true":
+        return
+    for item in items:
+        if "browser" in item.keywords:
+            item.add_marker(
+                pytest.mark.skip(reason=f"needs {', '.join(missing)} (apt-get install chromium zbar-tools)")
+            )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class DemoSite:
+    def __init__(self, base_url: str, env: dict, log: Path):
+        self.base_url = base_url
+        self.env = env
+        self.log = log
+
+    def manage(self, *args: str) -> str:
+        """Run a management command against the same database."""
+        proc = subprocess.run(
+            [sys.executable, "example_project/manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+
+@pytest.fixture(scope="session")
+def demo_site(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("demo")
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    env.update(VL_DEMO_DB=str(tmp / "demo.sqlite3"), PUBLIC_BASE_URL=base_url, DJANGO_DEBUG="1", PYTHONUNBUFFERED="1")
+    env.pop("REDIS_URL", None)
+    env.pop("DATABASE_URL", None)
+    log = tmp / "server.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "example_project/manage.py", "demo", f"127.0.0.1:{port}"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if requests.get(base_url + "/", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"demo server did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield DemoSite(base_url, env, log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, demo_site):
+    context = browser.new_context(base_url=demo_site.base_url)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    yield page
+    context.close()

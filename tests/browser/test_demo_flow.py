@@ -1,0 +1,91 @@
+"""The example site, end to end in headless Chromium, against the built-in sandbox."""
+
+import re
+import subprocess
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+
+def log_in(page, username="demo", password="demo"):
+    page.goto("/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/")
+
+
+def walk_sandbox(page, outcome="Pass all"):
+    """Captcha, one page per scope, then the outcome picker of the sandbox's hosted flow."""
+    page.get_by_label("I am not a robot").check()
+    page.get_by_role("button", name="Continue").click()
+    for _ in range(10):
+        if page.get_by_role("heading", name="Choose the outcome").count():
+            break
+        page.get_by_role("button", name="Continue").click()
+    page.get_by_role("button", name=outcome).click()
+
+
+def profile_verified(demo_site, username):
+    out = demo_site.manage(
+        "shell",
+        "-c",
+        "from demo.models import Profile; "
+        f"print(Profile.objects.filter(user__username='{username}', identity_verified=True).exists())",
+    )
+    return out.strip().splitlines()[-1] == "True"  # Django 5.2+ shells may print a banner first
+
+
+def test_continue_here_pass_all_marks_the_user_verified(page, demo_site):
+    log_in(page)
+    assert page.locator("#unverified-badge").is_visible()
+    page.click("#verify-link")
+    page.get_by_role("button", name="Continue here").click()
+    page.wait_for_url(re.compile(r"/sandbox/ooto/flow/"))
+    assert page.get_by_text("Sandbox — not a real verification").is_visible()
+    walk_sandbox(page, "Pass all")
+    # Back through the return view to the owner's status page, showing the outcome.
+    page.wait_for_url(re.compile(r"/verify/s/[0-9a-f-]+/$"))
+    assert page.locator("#vl-outcome").inner_text() == "You are verified."
+    assert profile_verified(demo_site, "demo")
+    page.goto("/")
+    assert page.locator("#verified-badge").is_visible()
+
+
+def test_phone_hand_off_qr_decodes_to_the_link_and_the_page_updates_live(page, browser, demo_site, tmp_path):
+    demo_site.manage(
+        "shell",
+        "-c",
+        "from django.contrib.auth.models import User; User.objects.create_user('phoebe', password='phoebe')",
+    )
+    log_in(page, "phoebe", "phoebe")
+    page.click("#verify-link")
+    page.get_by_role("button", name="Continue on my phone").click()
+    page.wait_for_url(re.compile(r"/verify/s/[0-9a-f-]+/$"))
+    link = page.locator("#vl-link").get_attribute("href")
+    assert "/sandbox/ooto/flow/" in link
+    qr = page.locator("#vl-qr")
+    qr.wait_for()
+    png = tmp_path / "qr.png"
+    qr.screenshot(path=str(png))
+    decoded = subprocess.run(["zbarimg", "--raw", "-q", str(png)], capture_output=True, text=True, timeout=30)
+    assert decoded.returncode == 0, decoded.stderr
+    assert decoded.stdout.strip() == link
+
+    # The phone: another browser, not logged in, opens what it scanned.
+    phone = browser.new_context(base_url=demo_site.base_url, viewport={"width": 390, "height": 844}, is_mobile=True)
+    try:
+        phone_page = phone.new_page()
+        phone_page.goto(decoded.stdout.strip())
+        walk_sandbox(phone_page, "Pass all")
+        phone_page.wait_for_url(re.compile(r"/return/"))
+        assert phone_page.get_by_role("heading", name="Thank you").is_visible()
+        assert "verified" not in phone_page.content().lower()  # the phone learns nothing about the result
+    finally:
+        phone.close()
+
+    # The computer's status page notices by itself (no manual reload).
+    page.locator("#vl-outcome").wait_for(timeout=30_000)
+    assert page.locator("#vl-outcome").inner_text() == "You are verified."
+    assert profile_verified(demo_site, "phoebe")

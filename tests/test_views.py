@@ -1,0 +1,399 @@
+"""The hand-off views: start, status page, live status, QR, return, callback, webhook."""
+
+import json
+from datetime import timedelta
+
+import django
+import pytest
+from celery import Celery
+from celery.signals import before_task_publish
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from verification_link import services
+from verification_link.models import VerificationEvent, VerificationSession
+from verification_link.testing import VerificationSessionFactory
+
+pytestmark = pytest.mark.django_db
+Kind = VerificationEvent.Kind
+
+
+@pytest.fixture
+def session(fake_ooto, user):
+    return services.start_verification(user=user, scopes=["liveness"])
+
+
+@pytest.fixture
+def owner(client, user):
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def stranger(django_user_model):
+    other = django_user_model.objects.create_user("bob", "bob@example.com", "pw")
+    client = Client()
+    client.force_login(other)
+    return client
+
+
+def callback_url(session, provider="ooto", secret=None):
+    return f"/verify/callback/{provider}/{secret or session.callback_secret}/"
+
+
+def post_json(client, url, body, **extra):
+    data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    return client.post(url, data=data, content_type="application/json", **extra)
+
+
+def snapshot():
+    return list(VerificationSession.objects.order_by("pk").values())
+
+
+# -- start ------------------------------------------------------------------------------------------
+
+
+def test_start_page_offers_both_hand_offs(owner):
+    response = owner.get("/verify/start/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Continue here" in html and "Continue on my phone" in html
+    assert "csrfmiddlewaretoken" in html
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_start_sends_anonymous_users_to_login(client, fake_ooto, method):
+    response = getattr(client, method)("/verify/start/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/?next=/verify/start/")
+    assert not fake_ooto.calls()
+
+
+def test_start_redirects_to_the_provider(owner, fake_ooto, user):
+    response = owner.post("/verify/start/", {"handoff": "redirect"})
+    session = VerificationSession.objects.get()
+    assert response.status_code == 303
+    assert response["Location"] == session.url
+    assert session.user == user
+
+
+def test_start_for_the_phone_shows_the_status_page(owner, fake_ooto):
+    response = owner.post("/verify/start/", {"handoff": "qr", "next": "/account/"})
+    session = VerificationSession.objects.get()
+    assert response.status_code == 303
+    assert response["Location"] == f"/verify/s/{session.pk}/"
+    assert session.next_url == "/account/"
+
+
+def test_start_ignores_an_unsafe_next(owner, fake_ooto):
+    owner.post("/verify/start/", {"handoff": "qr", "next": "https://evil.example/"})
+    assert VerificationSession.objects.get().next_url == ""
+
+
+@pytest.mark.parametrize("status", [500, 503, 401, 422])
+def test_start_with_the_provider_down_is_a_friendly_503(owner, fake_ooto, status):
+    fake_ooto.fail_next(status)
+    response = owner.post("/verify/start/", {"handoff": "redirect"})
+    assert response.status_code == 503
+    assert "Nothing was started" in response.content.decode()
+    assert not VerificationSession.objects.exists()
+    assert VerificationEvent.objects.get().kind == Kind.CREATE_FAILED
+
+
+def test_start_refuses_an_unknown_hand_off(owner, fake_ooto):
+    response = owner.post("/verify/start/", {"handoff": "fax"})
+    assert response.status_code == 400
+    assert not fake_ooto.calls()
+
+
+def test_start_needs_the_csrf_token(user, fake_ooto):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    assert client.post("/verify/start/", {"handoff": "redirect"}).status_code == 403
+    assert not VerificationSession.objects.exists()
+
+
+# -- status page, live status, QR ---------------------------------------------------------------------
+
+
+def test_status_page_shows_the_qr_and_link_while_open(owner, session):
+    response = owner.get(f"/verify/s/{session.pk}/")
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert f"/verify/s/{session.pk}/qr.svg" in html
+    assert session.url in html
+    assert "no-store" in response["Cache-Control"] or "no-cache" in response["Cache-Control"]
+    assert 'name="viewport"' in html
+
+
+@pytest.mark.parametrize(
+    ("trait", "decision", "text", "restart"),
+    [
+        ({"done": True}, "approved", "You are verified.", False),
+        ({"done": True}, "review", "being reviewed", False),
+        ({"failed": True}, "rejected", "could not verify you", True),
+        ({"status": "EXPIRED", "url": ""}, "", "expired", True),
+        ({"status": "CANCELED", "url": ""}, "", "canceled", True),
+    ],
+)
+def test_status_page_shows_the_outcome_when_final(owner, user, trait, decision, text, restart):
+    session = VerificationSessionFactory(user=user, decision=decision, **trait)
+    html = owner.get(f"/verify/s/{session.pk}/").content.decode()
+    assert text in html
+    assert ("Start again" in html) is restart
+    assert "qr.svg" not in html
+
+
+def test_nobody_but_the_owner_sees_a_session(stranger, client, session):
+    for path in ("", "status.json", "qr.svg"):
+        assert stranger.get(f"/verify/s/{session.pk}/{path}").status_code == 404
+    # Anonymous visitors are asked to log in (status page) or get nothing.
+    assert client.get(f"/verify/s/{session.pk}/").status_code == 302
+    assert client.get(f"/verify/s/{session.pk}/qr.svg").status_code == 404
+    assert client.get(f"/verify/s/{session.pk}/status.json").status_code == 404
+
+
+def test_live_status_asks_the_provider_only_when_due(owner, fake_ooto, session):
+    fake_ooto.advance(session, "IN_PROGRESS", next_step="LIVENESS")
+    body = owner.get(f"/verify/s/{session.pk}/status.json").json()
+    assert body["status"] == "CREATED"  # not due yet: no provider call
+    assert not fake_ooto.calls("GET")
+    VerificationSession.objects.filter(pk=session.pk).update(next_poll_at=timezone.now() - timedelta(seconds=1))
+    body = owner.get(f"/verify/s/{session.pk}/status.json").json()
+    assert (body["status"], body["next_step"], body["is_final"]) == ("IN_PROGRESS", "LIVENESS", False)
+    assert len(fake_ooto.calls("GET")) == 1
+    assert set(body) == {"id", "status", "status_label", "next_step", "is_final", "decision", "expires_at"}
+
+
+def test_qr_is_an_uncached_svg_of_the_link(owner, session):
+    response = owner.get(f"/verify/s/{session.pk}/qr.svg")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/svg+xml"
+    assert "no-store" in response["Cache-Control"]
+    assert response.content.startswith(b"<svg") or b"<svg" in response.content[:200]
+
+
+def test_qr_is_gone_once_final(owner, user):
+    session = VerificationSessionFactory(user=user, done=True)
+    assert owner.get(f"/verify/s/{session.pk}/qr.svg").status_code == 404
+
+
+def test_qr_template_tag(session):
+    from django.template import Context, Template
+
+    template = Template("{% load verification_link %}{% verification_qr session %}")
+    assert "<svg" in template.render(Context({"session": session}))
+    session.status = "DONE"
+    assert template.render(Context({"session": session})) == ""
+
+
+# -- return -------------------------------------------------------------------------------------------
+
+
+def test_return_checks_now_and_lands_on_the_status_page(owner, fake_ooto, session):
+    fake_ooto.complete(session)
+    response = owner.get(f"/verify/s/{session.pk}/return/")
+    assert (response.status_code, response["Location"]) == (302, f"/verify/s/{session.pk}/")
+    session.refresh_from_db()
+    assert session.status == "DONE"
+    assert session.events.get(kind=Kind.STATUS_CHANGED).source == "return"
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("?next=/account/", "/account/"),
+        ("?next=https://evil.example/", None),
+        ("?next=//evil.example/", None),
+        ("?next=javascript:alert(1)", None),
+        ("?next=http://testserver/ok/", "http://testserver/ok/"),
+    ],
+)
+def test_return_follows_only_safe_next_urls(owner, fake_ooto, session, query, expected):
+    response = owner.get(f"/verify/s/{session.pk}/return/{query}")
+    assert response["Location"] == (expected or f"/verify/s/{session.pk}/")
+
+
+def test_return_falls_back_to_the_start_next_then_the_setting(owner, fake_ooto, user, vl_settings):
+    vl_settings(DEFAULT_NEXT_URL="/welcome/")
+    session = services.start_verification(user=user)
+    assert owner.get(f"/verify/s/{session.pk}/return/")["Location"] == "/welcome/"
+    session = services.start_verification(user=user, next_url="/from-start/")
+    assert owner.get(f"/verify/s/{session.pk}/return/")["Location"] == "/from-start/"
+
+
+def test_return_on_another_device_shows_a_neutral_page(client, fake_ooto, session):
+    fake_ooto.fail(session)
+    response = client.get(f"/verify/s/{session.pk}/return/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "close this page" in html
+    assert "FAILED" not in html and "not verified" not in html.lower()
+
+
+def test_return_survives_a_provider_outage(owner, fake_ooto, session):
+    fake_ooto.fail_next(503)
+    response = owner.get(f"/verify/s/{session.pk}/return/")
+    assert response.status_code == 302
+    session.refresh_from_db()
+    assert session.status == "CREATED"
+
+
+def test_return_is_never_evidence(owner, fake_ooto, session, signal_log):
+    owner.get(f"/verify/s/{session.pk}/return/?status=DONE")
+    session.refresh_from_db()
+    assert session.status == "CREATED"
+    assert signal_log == []
+
+
+# -- callback -----------------------------------------------------------------------------------------
+
+
+def test_a_forged_done_is_never_applied(client, fake_ooto, session, signal_log, django_capture_on_commit_callbacks):
+    fake_ooto.advance(session, "IN_PROGRESS", next_step="LIVENESS")
+    forged = {"status": "DONE", "result": {"liveness": {"fine": True, "score": 1.0}}}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_json(client, callback_url(session), forged)
+    assert response.status_code == 202
+    session.refresh_from_db()
+    assert session.status == "IN_PROGRESS"
+    assert session.result == {}
+    assert [k["new_status"] for k in signal_log.of("verification_status_changed")] == ["IN_PROGRESS"]
+    event = session.events.get(kind=Kind.CALLBACK)
+    assert json.loads(event.body) == forged
+    assert (event.valid, event.processed) == (True, True)
+
+
+def test_callback_confirms_by_asking_the_provider(client, fake_ooto, session):
+    fake_ooto.complete(session)
+    response = post_json(client, callback_url(session), fake_ooto.status_body(session))
+    assert (response.status_code, response.json()) == (202, {"status": "accepted"})
+    session.refresh_from_db()
+    assert session.status == "DONE"
+    assert session.events.get(kind=Kind.STATUS_CHANGED).source == "callback"
+    again = post_json(client, callback_url(session), fake_ooto.status_body(session))
+    assert (again.status_code, again.json()) == (200, {"status": "already final"})
+    assert len(fake_ooto.calls("GET")) == 1
+
+
+def test_callback_is_recorded_even_when_confirmation_fails(client, fake_ooto, session):
+    fake_ooto.fail_next(503)
+    response = post_json(client, callback_url(session), {"status": "DONE"})
+    assert response.status_code == 202
+    event = session.events.get(kind=Kind.CALLBACK)
+    assert (event.valid, event.processed) == (True, False)
+    assert session.events.filter(kind=Kind.POLL_FAILED).exists()
+
+
+@pytest.mark.parametrize("which", ["secret", "provider"])
+def test_unknown_secret_or_provider_is_a_generic_404(client, fake_ooto, session, which):
+    url = callback_url(session, secret="x" * 43) if which == "secret" else callback_url(session, provider="ooto_eu")
+    response = post_json(client, url, {"status": "DONE"})
+    assert (response.status_code, response.json()) == (404, {"error": "not found"})
+    event = VerificationEvent.objects.get(kind=Kind.CALLBACK)
+    assert event.session is None and event.valid is False
+    assert not fake_ooto.calls("GET")
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"[1,2]", b'"DONE"', b"\xff\xfe", b"", b"null", b"12"])
+def test_bodies_that_are_not_json_objects_are_400_and_change_nothing(client, fake_ooto, session, body):
+    before = snapshot()
+    response = post_json(client, callback_url(session), body)
+    assert response.status_code == 400
+    assert snapshot() == before
+    assert not fake_ooto.calls("GET")
+    assert session.events.get(kind=Kind.CALLBACK).valid is False
+
+
+def test_a_5_mb_body_is_413_and_changes_nothing(client, fake_ooto, session):
+    before = snapshot()
+    response = post_json(client, callback_url(session), b"{" + b" " * (5 * 1024 * 1024) + b"}")
+    assert response.status_code == 413
+    assert snapshot() == before
+    assert not fake_ooto.calls("GET")
+    assert VerificationEvent.objects.get(kind=Kind.CALLBACK).error == "body too large"
+
+
+@pytest.mark.parametrize("method", ["get", "put", "patch", "delete"])
+def test_callback_is_post_only(client, fake_ooto, session, method):
+    before = snapshot()
+    assert getattr(client, method)(callback_url(session)).status_code == 405
+    assert snapshot() == before
+
+
+def test_callback_needs_no_csrf_token_and_no_login(fake_ooto, session):
+    fake_ooto.complete(session)
+    client = Client(enforce_csrf_checks=True)
+    assert post_json(client, callback_url(session), {}).status_code == 202
+
+
+@pytest.mark.skipif(django.VERSION < (5, 1), reason="LoginRequiredMiddleware is Django 5.1+")
+def test_callback_and_return_work_under_login_required_middleware(settings, fake_ooto, session, client):
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "django.contrib.auth.middleware.LoginRequiredMiddleware"]
+    assert post_json(client, callback_url(session), {}).status_code == 202
+    assert client.get(f"/verify/s/{session.pk}/return/").status_code == 200
+
+
+@pytest.fixture
+def celery_app(vl_settings):
+    """A real Celery app on kombu's in-memory broker: messages are published, nothing runs."""
+    vl_settings(TASKS="celery")
+    from celery import current_app
+
+    previous = current_app._get_current_object()
+    app = Celery("vl-tests", broker="memory://", set_as_current=True)
+    app.conf.task_always_eager = False
+    published = []
+
+    def record(sender=None, body=None, headers=None, **kwargs):
+        published.append((headers["task"], list(body[0])))
+
+    before_task_publish.connect(record, weak=False)
+    yield published
+    before_task_publish.disconnect(record)
+    previous.set_current()
+
+
+def test_callback_queues_the_confirmation_after_commit_with_celery(
+    client, fake_ooto, session, celery_app, django_capture_on_commit_callbacks
+):
+    fake_ooto.complete(session)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_json(client, callback_url(session), {"status": "DONE"})
+    assert response.status_code == 202
+    event = session.events.get(kind=Kind.CALLBACK)
+    assert celery_app == [("verification_link.process_callback", [event.pk])]
+    session.refresh_from_db()
+    assert session.status == "CREATED"  # the worker, not the request, confirms
+    assert not fake_ooto.calls("GET")
+    from verification_link.tasks import process_callback
+
+    assert process_callback.run(event.pk) == "DONE"
+    assert process_callback.run(event.pk) == "DONE"  # twice: no second provider call
+    assert len(fake_ooto.calls("GET")) == 1
+
+
+def test_callback_query_count_is_small_and_constant(client, fake_ooto, user, celery_app):
+    def queries_for_one_callback():
+        session = services.start_verification(user=user)
+        with CaptureQueriesContext(connection) as ctx:
+            assert post_json(client, callback_url(session), {"status": "DONE"}).status_code == 202
+        return len(ctx.captured_queries)
+
+    first = queries_for_one_callback()
+    for _ in range(20):
+        services.start_verification(user=user)
+    assert queries_for_one_callback() == first
+    assert first <= 4
+
+
+# -- webhook ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("alias", ["ooto", "nope"])
+def test_providers_without_webhooks_answer_404(client, alias):
+    response = post_json(client, f"/verify/webhook/{alias}/", {"x": 1})
+    assert response.status_code == 404
+    assert not VerificationSession.objects.exists()
