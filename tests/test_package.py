@@ -75,3 +75,26 @@ def expand_envlist(envlist):
             parts = expanded
         out.extend(parts)
     return " ".join(out)
+
+
+def test_readme_documents_every_setting_and_check():
+    from verification_link import conf
+
+    readme = (ROOT / "README.rst").read_text()
+    for key in conf.DEFAULTS:
+        assert f"``{key}``" in readme, key
+    checks = (ROOT / "verification_link" / "checks.py").read_text()
+    for check_id in set(re.findall(r"verification_link\.[EW]\d{3}", checks)):
+        assert check_id in readme, check_id
+
+
+def test_readme_opens_with_the_demo_and_test_commands_and_is_valid_rst():
+    import docutils.core
+
+    readme = (ROOT / "README.rst").read_text()
+    commands = [line.strip() for line in readme.splitlines() if line.startswith("    python3 -m venv")]
+    assert commands[:2] == [
+        'python3 -m venv .venv && .venv/bin/pip install -e ".[example]" && .venv/bin/python example_project/manage.py demo',
+        'python3 -m venv .venv && .venv/bin/pip install -e ".[test]" && .venv/bin/python -m pytest',
+    ]
+    docutils.core.publish_string(readme, writer_name="null", settings_overrides={"halt_level": 2})

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.dispatch import Signal
 from django.http import HttpRequest
 from django.urls import reverse
@@ -63,8 +63,15 @@ def _pk(session: SessionRef) -> Any:
 
 
 def _lock(session: SessionRef) -> VerificationSession:
-    """The session row, locked until the surrounding transaction ends."""
-    return VerificationSession.objects.select_for_update().get(pk=_pk(session))
+    """The session row, locked until the surrounding transaction ends.
+
+    ``FOR NO KEY UPDATE`` where the database has it (PostgreSQL): it serialises every writer of the
+    session like ``FOR UPDATE`` does, but not the ``FOR KEY SHARE`` lock that inserting an event
+    (a foreign key to the session) takes. With plain ``FOR UPDATE``, a callback being recorded while
+    a poll applies an answer can deadlock on the row's update chain.
+    """
+    no_key = connection.features.has_select_for_no_key_update
+    return VerificationSession.objects.select_for_update(no_key=no_key).get(pk=_pk(session))
 
 
 def _send_on_commit(signal: Signal, session: VerificationSession, **kwargs: Any) -> None:
