@@ -94,7 +94,8 @@ def test_readme_opens_with_the_demo_and_test_commands_and_is_valid_rst():
     readme = (ROOT / "README.rst").read_text()
     commands = [line.strip() for line in readme.splitlines() if line.startswith("    python3 -m venv")]
     assert commands[:2] == [
-        'python3 -m venv .venv && .venv/bin/pip install -e ".[example]" && .venv/bin/python example_project/manage.py demo',
+        'python3 -m venv .venv && .venv/bin/pip install -e ".[example]" '
+        "&& .venv/bin/python example_project/manage.py demo",
         'python3 -m venv .venv && .venv/bin/pip install -e ".[test]" && .venv/bin/python -m pytest',
     ]
     docutils.core.publish_string(readme, writer_name="null", settings_overrides={"halt_level": 2})
