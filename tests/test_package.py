@@ -98,4 +98,4 @@ def test_readme_opens_with_the_demo_and_test_commands_and_is_valid_rst():
         "&& .venv/bin/python example_project/manage.py demo",
         'python3 -m venv .venv && .venv/bin/pip install -e ".[test]" && .venv/bin/python -m pytest',
     ]
-    docutils.core.publish_string(readme, writer_name="null", settings_overrides={"halt_level": 2})
+    docutils.core.publish_doctree(readme, settings_overrides={"halt_level": 2})

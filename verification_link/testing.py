@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import factory
@@ -38,6 +39,8 @@ from .models import VerificationEvent, VerificationSession
 
 __all__ = [
     "FakeOoto",
+    "OotoEmulator",
+    "OotoServer",
     "UserFactory",
     "VerificationEventFactory",
     "VerificationSessionFactory",
@@ -76,15 +79,16 @@ def _iso(value: datetime) -> str:
     return value.astimezone(dt_timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
-class FakeOoto:
-    """A fake OOTO-AI Verification Link API at the HTTP layer.
+class OotoEmulator:
+    """OOTO-AI's Verification Link API as plain state and request handling, transport-agnostic.
 
-    Use as a context manager (it starts its own ``responses`` mock) or pass ``mock=`` to share one.
-    It checks the ``APP-ID``/``APP-KEY`` headers like the real service (401 when they differ from
+    ``FakeOoto`` serves it through ``responses`` (in-process); ``OotoServer`` through a real HTTP
+    server on loopback (for other processes: a Celery worker, a benchmark). It checks the
+    ``APP-ID``/``APP-KEY`` headers like the real service (401 when they differ from
     ``app_id``/``app_key``; ``None`` accepts any), validates the create body, and keeps per-token
     state that ``advance()`` moves. ``fail_next(status, body)`` queues error answers;
-    ``requests`` lists every call received as ``(method, path, headers, json)``; ``latency`` (seconds)
-    delays every answer, to make races and timeouts realistic.
+    ``requests`` lists every call as ``(method, path, headers, json)``; ``latency`` (seconds) delays
+    every answer, to make races, timeouts and throughput figures realistic.
     """
 
     create_path = "/api/v1.0/flow/sessions"
@@ -95,33 +99,18 @@ class FakeOoto:
         *,
         app_id: str | None = None,
         app_key: str | None = None,
-        mock: responses.RequestsMock | None = None,
         latency: float = 0.0,
+        record: bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.app_id = app_id
         self.app_key = app_key
-        self._own_mock = mock is None
-        self.mock = mock or responses.RequestsMock(assert_all_requests_are_fired=False)
+        self.latency = latency
+        self.record = record
         self.sessions: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str, dict[str, str], Any]] = []
         self._failures: list[tuple[int | Exception, Any]] = []
         self._lock = threading.Lock()
-        self.latency = latency
-        self.mock.add_callback(responses.POST, self.base_url + self.create_path, callback=self._create)
-        self.mock.add_callback(
-            responses.GET, re.compile(re.escape(self.base_url + self.create_path) + r"/[^/?#]+$"), callback=self._status
-        )
-
-    def __enter__(self) -> FakeOoto:
-        if self._own_mock:
-            self.mock.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._own_mock:
-            self.mock.stop()
-            self.mock.reset()
 
     # -- driving the fake ---------------------------------------------------------------------
 
@@ -163,101 +152,173 @@ class FakeOoto:
             self._failures.append((status, body))
 
     def status_body(self, session: VerificationSession | str) -> dict[str, Any]:
-        """The JSON Get Status would answer now (also the body of OOTO's callback)."""
-        return dict(self.sessions[self._token(session)])
+        """The JSON Get Status answers now (also the body of OOTO's callback)."""
+        with self._lock:
+            state = self.sessions[self._token(session)]
+            return {key: state[key] for key in self.status_keys}
 
     def calls(self, method: str | None = None) -> list[tuple[str, str, dict[str, str], Any]]:
         return [call for call in self.requests if method is None or call[0] == method]
 
-    # -- the fake endpoints ---------------------------------------------------------------------
+    # -- the API --------------------------------------------------------------------------------
 
-    def _record(self, request: Any) -> Any:
+    status_keys = ("status", "scopes", "nextStep", "expiresAt", "uiHints", "returnUrl", "result")
+
+    def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes | str | None) -> tuple[int, str]:
+        """Answer one request: ``(HTTP status, JSON text)``. ``path`` is relative to ``base_url``."""
         if self.latency:
             time.sleep(self.latency)
-        body = None
-        if request.body:
-            raw = request.body.decode() if isinstance(request.body, bytes) else request.body
+        payload: Any = None
+        if body:
+            raw = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
             try:
-                body = json.loads(raw)
+                payload = json.loads(raw)
             except ValueError:
-                body = raw
-        path = request.url[len(self.base_url) :]
+                payload = raw
+        if self.record:
+            with self._lock:
+                self.requests.append((method, path, dict(headers), payload))
         with self._lock:
-            self.requests.append((request.method, path, dict(request.headers), body))
-        return body
-
-    def _pending_failure(self) -> tuple[int, dict, str] | None:
-        with self._lock:
-            if not self._failures:
-                return None
-            status, body = self._failures.pop(0)
-        if isinstance(status, Exception):
-            raise status
-        text = (
-            body
-            if isinstance(body, str)
-            else json.dumps(body if body is not None else self._error(status, "fake failure"))
-        )
-        return status, {"Content-Type": "application/json"}, text
+            failure = self._failures.pop(0) if self._failures else None
+        if failure is not None:
+            status, failure_body = failure
+            if isinstance(status, Exception):
+                raise status
+            if isinstance(failure_body, str):
+                return status, failure_body
+            return status, json.dumps(failure_body if failure_body is not None else self._error(status, "failure"))
+        if (self.app_id is not None and headers.get("APP-ID") != self.app_id) or (
+            self.app_key is not None and headers.get("APP-KEY") != self.app_key
+        ):
+            return 401, json.dumps(self._error(401, "unauthorized"))
+        if method == "POST" and path == self.create_path:
+            return self._create(payload)
+        prefix = self.create_path + "/"
+        if method == "GET" and path.startswith(prefix) and "/" not in path[len(prefix) :]:
+            return self._status(path[len(prefix) :])
+        return 404, json.dumps(self._error(404, "not found"))
 
     def _error(self, code: int, info: str) -> dict:
         return {"transactionId": str(uuid.uuid4()), "result": {"status": "error", "code": code, "info": info}}
 
-    def _unauthorized(self, request: Any) -> tuple[int, dict, str] | None:
-        headers = request.headers
-        if (self.app_id is not None and headers.get("APP-ID") != self.app_id) or (
-            self.app_key is not None and headers.get("APP-KEY") != self.app_key
-        ):
-            return 401, {"Content-Type": "application/json"}, json.dumps(self._error(401, "unauthorized"))
-        return None
-
-    def _create(self, request: Any) -> tuple[int, dict, str]:
-        body = self._record(request)
-        failure = self._pending_failure() or self._unauthorized(request)
-        if failure:
-            return failure
+    def _create(self, body: Any) -> tuple[int, str]:
         scopes = body.get("scopes") if isinstance(body, dict) else None
         allowed = {"liveness", "deepfake", "search", "enroll"}
         if not isinstance(scopes, list) or not scopes or not set(scopes) <= allowed:
-            return 400, {"Content-Type": "application/json"}, json.dumps(self._error(400, "invalid scopes"))
+            return 400, json.dumps(self._error(400, "invalid scopes"))
         token = uuid.uuid4().hex + uuid.uuid4().hex
         ttl = body.get("ttlSec") or 86400
+        state = {
+            "sessionId": str(uuid.uuid4()),
+            "status": Status.CREATED.value,
+            "scopes": scopes,
+            "nextStep": "LIVENESS" if "liveness" in scopes else scopes[0].upper(),
+            "expiresAt": _iso(timezone.now() + timedelta(seconds=int(ttl))),
+            "uiHints": {"needCaptcha": True},
+            "returnUrl": body.get("returnUrl"),
+            "callbackUrl": body.get("callbackUrl"),
+            "metadata": body.get("metadata") or {},
+            "result": {},
+        }
         with self._lock:
-            self.sessions[token] = {
-                "sessionId": str(uuid.uuid4()),
-                "status": Status.CREATED.value,
-                "scopes": scopes,
-                "nextStep": "LIVENESS" if "liveness" in scopes else scopes[0].upper(),
-                "expiresAt": _iso(timezone.now() + timedelta(seconds=int(ttl))),
-                "uiHints": {"needCaptcha": True},
-                "returnUrl": body.get("returnUrl"),
-                "callbackUrl": body.get("callbackUrl"),
-                "metadata": body.get("metadata") or {},
-                "result": {},
-            }
-            session_id = self.sessions[token]["sessionId"]
-        answer = {"sessionId": session_id, "token": token, "url": f"{self.base_url}/flow/{token}"}
-        return 200, {"Content-Type": "application/json"}, json.dumps(answer)
+            self.sessions[token] = state
+        answer = {"sessionId": state["sessionId"], "token": token, "url": f"{self.base_url}/flow/{token}"}
+        return 200, json.dumps(answer)
 
-    def _status(self, request: Any) -> tuple[int, dict, str]:
-        self._record(request)
-        failure = self._pending_failure() or self._unauthorized(request)
-        if failure:
-            return failure
-        token = request.url.rsplit("/", 1)[-1]
+    def _status(self, token: str) -> tuple[int, str]:
         with self._lock:
             state = self.sessions.get(token)
-            answer = (
-                None
-                if state is None
-                else {
-                    key: state[key]
-                    for key in ("status", "scopes", "nextStep", "expiresAt", "uiHints", "returnUrl", "result")
-                }
-            )
+            answer = None if state is None else {key: state[key] for key in self.status_keys}
         if answer is None:
-            return 404, {"Content-Type": "application/json"}, json.dumps(self._error(404, "session not found"))
-        return 200, {"Content-Type": "application/json"}, json.dumps(answer)
+            return 404, json.dumps(self._error(404, "session not found"))
+        return 200, json.dumps(answer)
+
+
+class FakeOoto(OotoEmulator):
+    """``OotoEmulator`` at the HTTP layer of ``requests``, through ``responses`` (no network).
+
+    Use as a context manager (it starts its own ``responses`` mock) or pass ``mock=`` to share one.
+    """
+
+    def __init__(
+        self,
+        base_url: str = "https://cloud.ooto-ai.com",
+        *,
+        app_id: str | None = None,
+        app_key: str | None = None,
+        mock: responses.RequestsMock | None = None,
+        latency: float = 0.0,
+    ) -> None:
+        super().__init__(base_url, app_id=app_id, app_key=app_key, latency=latency)
+        self._own_mock = mock is None
+        self.mock = mock or responses.RequestsMock(assert_all_requests_are_fired=False)
+        api = re.compile(re.escape(self.base_url + self.create_path) + r"(/[^/?#]+)?$")
+        for method in (responses.POST, responses.GET):
+            self.mock.add_callback(method, api, callback=self._respond)
+
+    def _respond(self, request: Any) -> tuple[int, dict, str]:
+        status, text = self.handle(request.method, request.url[len(self.base_url) :], request.headers, request.body)
+        return status, {"Content-Type": "application/json"}, text
+
+    def __enter__(self) -> FakeOoto:
+        if self._own_mock:
+            self.mock.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._own_mock:
+            self.mock.stop()
+            self.mock.reset()
+
+
+class OotoServer(OotoEmulator):
+    """``OotoEmulator`` served over real HTTP on ``127.0.0.1`` (a free port), in a background thread.
+
+    For code in other processes (a Celery worker, a management command, a benchmark): point an OOTO
+    alias's ``BASE_URL`` at ``server.base_url``. ``fail_next(exception)`` drops the connection.
+    """
+
+    def __init__(
+        self, *, app_id: str | None = None, app_key: str | None = None, latency: float = 0.0, record: bool = True
+    ) -> None:
+        emulator = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                try:
+                    status, text = emulator.handle(self.command, self.path, self.headers, body)
+                except Exception:  # a queued exception: the connection just drops, like a network fault
+                    self.close_connection = True
+                    return
+                data = text.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = _serve
+
+            def log_message(self, format: str, *args: Any) -> None:  # quiet: no tokens in test output
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        host, port = self.httpd.server_address[:2]
+        super().__init__(f"http://{host}:{port}", app_id=app_id, app_key=app_key, latency=latency, record=record)
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="ooto-server", daemon=True)
+
+    def __enter__(self) -> OotoServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
 
 # -- factories --------------------------------------------------------------------------------------
