@@ -39,6 +39,18 @@ class SignalLog(list):
         return [kwargs for sent, kwargs in self if sent == name]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def eager_celery_app():
+    """The tests' Celery app: tasks run in-process (``.delay()`` included), nothing needs a broker.
+    The integration tests run a real worker on Redis instead."""
+    from celery import Celery
+
+    app = Celery("vl-tests-eager", broker="memory://", set_as_current=True)
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = False
+    return app
+
+
 @pytest.fixture
 def signal_log():
     log = SignalLog()

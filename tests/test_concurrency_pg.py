@@ -111,3 +111,36 @@ def test_cancel_racing_a_finish_yields_one_final_status(user, signal_log):
         session.refresh_from_db()
         assert session.status in ("DONE", "CANCELED")
         assert session.events.filter(kind__in=["status_changed", "canceled"]).count() == 1
+
+
+def test_concurrent_claims_take_disjoint_batches(user):
+    with FakeOoto(app_id="test-app-id", app_key="test-app-key-SECRET"):
+        sessions = [services.start_verification(user=user) for _ in range(40)]
+    VerificationSession.objects.update(next_poll_at="2000-01-01T00:00:00Z")
+    claims = []
+    race([lambda: claims.append(services.claim_due_sessions(limit=10))] * 4)
+    claimed = [pk for claim in claims for pk in claim]
+    assert len(claimed) == len(set(claimed)) == 40
+    assert set(claimed) == {s.pk for s in sessions}
+
+
+def test_concurrent_poll_sweeps_never_poll_a_session_twice(user):
+    with FakeOoto(app_id="test-app-id", app_key="test-app-key-SECRET", latency=0.01) as fake:
+        sessions = [services.start_verification(user=user) for _ in range(60)]
+        VerificationSession.objects.update(next_poll_at="2000-01-01T00:00:00Z")
+        race([lambda: services.run_poll_sweep(concurrency=4)] * 4)
+        polled = [path for _, path, _, _ in fake.calls("GET")]
+    assert len(polled) == len(set(polled)) == 60
+    assert VerificationEvent.objects.filter(kind=VerificationEvent.Kind.POLL).count() == 60
+    assert all(s.next_poll_at is not None for s in VerificationSession.objects.filter(pk__in=[s.pk for s in sessions]))
+
+
+def test_expiry_sweeps_racing_expire_each_session_once(user, signal_log):
+    with FakeOoto(app_id="test-app-id", app_key="test-app-key-SECRET"):
+        sessions = [services.start_verification(user=user) for _ in range(30)]
+    VerificationSession.objects.update(expires_at="2000-01-01T00:00:00Z")
+    race([lambda: services.run_expiry_sweep(last_check=False)] * 4)
+    assert VerificationSession.objects.filter(status="EXPIRED").count() == 30
+    assert VerificationEvent.objects.filter(kind=VerificationEvent.Kind.EXPIRED).count() == 30
+    finished = sorted(str(k["session"].pk) for k in signal_log.of("verification_finished"))
+    assert finished == sorted(str(s.pk) for s in sessions)

@@ -30,8 +30,15 @@ DEFAULTS: dict[str, Any] = {
     # Poll back-off: first wait, doubling per attempt without a status change, capped.
     "POLL_INTERVAL": 10,
     "POLL_MAX_INTERVAL": 300,
+    # Sweeps: provider calls at once, sessions claimed per batch, and how long a claim holds.
+    "POLL_CONCURRENCY": 8,
+    "POLL_BATCH_SIZE": 500,
+    "POLL_CLAIM_SECONDS": 120,
     # Seconds past expires_at before an open session is declared EXPIRED.
     "EXPIRY_GRACE": 300,
+    # Ask a pollable provider one last time before expiring; sessions expired per transaction.
+    "EXPIRY_LAST_CHECK": True,
+    "EXPIRY_BATCH_SIZE": 500,
     # Days after finish before SENSITIVE_RESULT_KEYS and raw inbound bodies are scrubbed.
     "RETENTION_DAYS": 90,
     # Biometric / special-category parts of a result: scrubbed at retention, hidden from staff

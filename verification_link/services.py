@@ -14,13 +14,15 @@ writes ``status`` itself. The rules (DESIGN.md, "Lifecycle rules"):
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.dispatch import Signal
 from django.http import HttpRequest
 from django.urls import reverse
@@ -128,7 +130,7 @@ def _decide(session: VerificationSession) -> str:
     return decision
 
 
-def _transition(
+def _move(
     session: VerificationSession,
     new_status: str,
     *,
@@ -137,8 +139,12 @@ def _transition(
     report: StatusReport | None = None,
     actor: Any = None,
     kind: str = Kind.STATUS_CHANGED,
-) -> None:
-    """Apply one forward move to a *locked* session, record it, and queue its signals."""
+) -> list[VerificationEvent]:
+    """Make one forward move on a *locked* session, in memory, and queue its signals.
+
+    Returns the move's events, unsaved: the caller persists the session and the events in the same
+    transaction (one by one, or in bulk for a sweep), so the signals fire only if both are durable.
+    """
     old_status = session.status
     session.status = new_status
     if report is not None:
@@ -153,24 +159,26 @@ def _transition(
         session.next_step = ""
         session.url = ""  # the one-time link is a bearer secret with no further use
     _schedule_next_poll(session, now, moved=True)
+    session.updated_at = now
     decision = Decision.UNDECIDED
     if final and not session.decision:
         decision = _decide(session)
         if decision:
             session.decision = decision
             session.reviewed_at = now
-    session.save()
-    VerificationEvent.objects.create(
-        session=session,
-        provider=session.provider,
-        kind=kind,
-        source=source,
-        old_status=old_status,
-        new_status=new_status,
-        applied=True,
-        processed=True,
-        actor=actor,
-    )
+    events = [
+        VerificationEvent(
+            session=session,
+            provider=session.provider,
+            kind=kind,
+            source=source,
+            old_status=old_status,
+            new_status=new_status,
+            applied=True,
+            processed=True,
+            actor=actor,
+        )
+    ]
     logger.info("verification session %s: %s -> %s (%s)", session.pk, old_status, new_status, source)
     _send_on_commit(
         signals.verification_status_changed, session, old_status=old_status, new_status=new_status, source=source
@@ -178,16 +186,26 @@ def _transition(
     if final:
         _send_on_commit(signals.verification_finished, session, status=new_status, source=source)
     if decision:
-        VerificationEvent.objects.create(
-            session=session,
-            provider=session.provider,
-            kind=Kind.REVIEWED,
-            source=source,
-            applied=True,
-            processed=True,
-            data={"decision": decision, "by": "policy"},
+        events.append(
+            VerificationEvent(
+                session=session,
+                provider=session.provider,
+                kind=Kind.REVIEWED,
+                source=source,
+                applied=True,
+                processed=True,
+                data={"decision": decision, "by": "policy"},
+            )
         )
         _send_on_commit(signals.verification_reviewed, session, decision=decision, reviewer=None)
+    return events
+
+
+def _transition(session: VerificationSession, new_status: str, **kwargs: Any) -> None:
+    """Apply one forward move to a *locked* session, record it, and queue its signals."""
+    events = _move(session, new_status, **kwargs)
+    session.save()
+    VerificationEvent.objects.bulk_create(events)
 
 
 # -- start -------------------------------------------------------------------------------------
@@ -524,23 +542,124 @@ def _pollable_aliases() -> list[str]:
     return aliases
 
 
-def run_poll_sweep(*, now: datetime | None = None, limit: int | None = None) -> SweepResult:
-    """Refresh every open session of a pollable provider whose next poll time has come."""
+def _locking(queryset: Any) -> Any:
+    """``SELECT … FOR NO KEY UPDATE SKIP LOCKED`` where the database has it: concurrent sweeps
+    then take disjoint batches instead of queueing behind each other."""
+    features = connection.features
+    if not features.has_select_for_update:
+        return queryset  # SQLite: writers are serialised by the database itself
+    return queryset.select_for_update(
+        skip_locked=features.has_select_for_update_skip_locked, no_key=features.has_select_for_no_key_update
+    )
+
+
+def claim_due_sessions(*, now: datetime | None = None, limit: int | None = None) -> list[Any]:
+    """Claim up to ``limit`` open sessions due for a poll and return their ids.
+
+    Claiming moves their next poll time ``POLL_CLAIM_SECONDS`` ahead in the same transaction, so
+    another sweep (a second beat tick, another worker) does not poll them too; the refresh then sets
+    the real next poll time. A claim that is never followed up lapses by itself.
+    """
     now = now or timezone.now()
+    limit = limit or int(conf.get("POLL_BATCH_SIZE"))
     due = VerificationSession.objects.filter(
         next_poll_at__lte=now, status__in=VerificationSession.OPEN_STATUSES, provider__in=_pollable_aliases()
     ).order_by("next_poll_at")
-    ids = list(due.values_list("pk", flat=True)[:limit] if limit else due.values_list("pk", flat=True))
-    result = SweepResult(found=len(ids))
-    for pk in ids:
+    with transaction.atomic():
+        ids = list(_locking(due).values_list("pk", flat=True)[:limit])
+        if ids:
+            lease = now + timedelta(seconds=int(conf.get("POLL_CLAIM_SECONDS")))
+            VerificationSession.objects.filter(pk__in=ids).update(next_poll_at=lease)
+    return ids
+
+
+def run_concurrently(ids: Iterable[Any], work: Callable[[Any], Any], *, concurrency: int) -> list[Any]:
+    """Run ``work(id)`` for every id on at most ``concurrency`` threads; return the results (or the
+    exceptions) in no particular order.
+
+    Inside a transaction, or with ``concurrency`` 1, everything runs in the calling thread: other
+    threads have their own database connections and could not see uncommitted rows.
+    """
+    ids = list(ids)
+    results: list[Any] = []
+
+    def guarded(pk: Any) -> Any:
         try:
-            refresh_session(pk, source=VerificationEvent.Source.POLL)
-        except ProviderError:
+            return work(pk)
+        except Exception as exc:  # the caller decides what an error means
+            return exc
+
+    if concurrency <= 1 or len(ids) <= 1 or connection.in_atomic_block:
+        return [guarded(pk) for pk in ids]
+    pending = queue.SimpleQueue()
+    for pk in ids:
+        pending.put(pk)
+    lock = threading.Lock()
+
+    def worker() -> None:
+        try:
+            while True:
+                try:
+                    pk = pending.get_nowait()
+                except queue.Empty:
+                    return
+                outcome = guarded(pk)
+                with lock:
+                    results.append(outcome)
+        finally:
+            connections.close_all()  # this thread's connections, not the caller's
+
+    threads = [threading.Thread(target=worker, name=f"vl-sweep-{n}") for n in range(min(concurrency, len(ids)))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def _tally(result: SweepResult, outcomes: Iterable[Any]) -> SweepResult:
+    """Count provider answers and provider failures; re-raise anything else (a bug, a database error)."""
+    for outcome in outcomes:
+        if isinstance(outcome, ProviderError):
             result.failed += 1
-        except VerificationSession.DoesNotExist:
+        elif isinstance(outcome, VerificationSession.DoesNotExist):
             continue
+        elif isinstance(outcome, Exception):
+            raise outcome
         else:
             result.processed += 1
+    return result
+
+
+def run_poll_sweep(
+    *,
+    now: datetime | None = None,
+    concurrency: int | None = None,
+    dispatch: Callable[[Any], Any] | None = None,
+    max_batches: int = 100,
+) -> SweepResult:
+    """Claim due sessions batch by batch and refresh them: on a bounded thread pool
+    (``POLL_CONCURRENCY``), or by handing each id to ``dispatch`` (a Celery task's ``delay``)."""
+    now = now or timezone.now()  # fixed for the whole sweep: a session polled now is not due again in it
+    concurrency = concurrency or int(conf.get("POLL_CONCURRENCY"))
+    batch_size = int(conf.get("POLL_BATCH_SIZE"))
+    result = SweepResult()
+    for _ in range(max_batches):
+        ids = claim_due_sessions(now=now, limit=batch_size)
+        result.found += len(ids)
+        if dispatch is not None:
+            for pk in ids:
+                dispatch(pk)
+            result.processed += len(ids)
+        else:
+            _tally(
+                result,
+                run_concurrently(
+                    ids, lambda pk: refresh_session(pk, source=VerificationEvent.Source.POLL), concurrency=concurrency
+                ),
+            )
+        if len(ids) < batch_size:
+            break
     return result
 
 
@@ -549,33 +668,71 @@ def poll_due_sessions(*, now: datetime | None = None) -> int:
     return run_poll_sweep(now=now).processed
 
 
-def run_expiry_sweep(*, now: datetime | None = None) -> SweepResult:
-    """Expire open sessions past ``expires_at`` + ``EXPIRY_GRACE``, after one last status check
-    where the provider supports it (the session may have finished without our hearing)."""
+def _last_check(pk: Any) -> VerificationSession:
+    return refresh_session(pk, source=VerificationEvent.Source.EXPIRY)
+
+
+def run_expiry_sweep(
+    *, now: datetime | None = None, last_check: bool | None = None, concurrency: int | None = None
+) -> SweepResult:
+    """Expire open sessions past ``expires_at`` + ``EXPIRY_GRACE``, batch by batch.
+
+    Sessions of pollable providers first get one last status check (``EXPIRY_LAST_CHECK``): they may
+    have finished without our hearing, or the provider may have extended them. The rest of a batch is
+    expired in one transaction with a constant number of queries; each session still gets its own
+    events and ``verification_finished``.
+    """
     now = now or timezone.now()
+    last_check = conf.get("EXPIRY_LAST_CHECK") if last_check is None else last_check
+    concurrency = concurrency or int(conf.get("POLL_CONCURRENCY"))
+    batch_size = int(conf.get("EXPIRY_BATCH_SIZE"))
     cutoff = now - timedelta(seconds=int(conf.get("EXPIRY_GRACE")))
     overdue = VerificationSession.objects.filter(
         status__in=VerificationSession.OPEN_STATUSES, expires_at__lt=cutoff
     ).order_by("expires_at")
+    pollable = set(_pollable_aliases()) if last_check else set()
     result = SweepResult()
-    for session in overdue.only("pk", "provider", "token", "status", "expires_at"):
-        result.found += 1
-        try:
-            pollable = get_provider(session.provider).pollable
-        except ConfigurationError:
-            pollable = False
-        if pollable:
-            try:
-                refresh_session(session.pk, source=VerificationEvent.Source.EXPIRY)
-            except ProviderError:
-                result.failed += 1  # the last check said nothing: expire all the same
-        with transaction.atomic():
-            locked = _lock(session)
-            if locked.is_final or locked.expires_at is None or locked.expires_at >= cutoff:
-                continue  # finished meanwhile, or the provider extended it
-            _transition(locked, Status.EXPIRED, source=VerificationEvent.Source.EXPIRY, now=now, kind=Kind.EXPIRED)
-            result.processed += 1
+    seen: set[Any] = set()
+    while True:
+        batch = list(overdue.exclude(pk__in=seen).values_list("pk", "provider")[:batch_size])
+        if not batch:
+            break
+        seen.update(pk for pk, _ in batch)
+        result.found += len(batch)
+        checks = run_concurrently(
+            [pk for pk, provider in batch if provider in pollable], _last_check, concurrency=concurrency
+        )
+        # A failed last check said nothing: the session is expired all the same.
+        result.failed += _tally(SweepResult(), checks).failed
+        result.processed += _expire_batch([pk for pk, _ in batch], cutoff=cutoff, now=now)
+        if len(batch) < batch_size:
+            break
     return result
+
+
+def _expire_batch(ids: list[Any], *, cutoff: datetime, now: datetime) -> int:
+    """Expire, in one transaction, those of ``ids`` still open and overdue (a last check may have
+    finished or extended some). Constant query count: lock, update, insert events."""
+    with transaction.atomic():
+        sessions = list(
+            _locking(
+                VerificationSession.objects.filter(
+                    pk__in=ids, status__in=VerificationSession.OPEN_STATUSES, expires_at__lt=cutoff
+                )
+            )
+        )
+        if not sessions:
+            return 0
+        events = []
+        for session in sessions:
+            events += _move(session, Status.EXPIRED, source=VerificationEvent.Source.EXPIRY, now=now, kind=Kind.EXPIRED)
+        VerificationSession.objects.bulk_update(
+            sessions,
+            ["status", "finished_at", "next_step", "url", "next_poll_at", "decision", "reviewed_at", "updated_at"],
+            batch_size=1000,
+        )
+        VerificationEvent.objects.bulk_create(events, batch_size=1000)
+    return len(sessions)
 
 
 def expire_sessions(*, now: datetime | None = None) -> int:

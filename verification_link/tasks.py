@@ -56,7 +56,9 @@ def process_callback(event_id: int) -> str | None:
 
 @shared_task(name="verification_link.poll_due_sessions", **TASK_OPTIONS)
 def poll_due_sessions() -> int:
-    return services.poll_due_sessions()
+    """Claim the due sessions and fan them out as ``refresh_session`` tasks (one per session, so
+    workers poll in parallel and a slow provider answer never blocks the sweep)."""
+    return services.run_poll_sweep(dispatch=lambda pk: refresh_session.delay(str(pk), "poll")).found
 
 
 @shared_task(name="verification_link.expire_sessions", **TASK_OPTIONS)

@@ -1,4 +1,6 @@
-"""``manage.py verification_link poll|expire|refresh <session id>`` — the sweeps without Celery.
+"""``manage.py verification_link poll|expire|purge|refresh <session id>`` — the sweeps without Celery.
+
+Provider calls run on a bounded thread pool (``--concurrency``, default ``POLL_CONCURRENCY``).
 
 Made for cron: one summary line on stdout; exit status 0 when every provider call succeeded,
 1 when any failed (the summary then goes to stderr), 2 for usage errors.
@@ -20,17 +22,24 @@ class Command(BaseCommand):
     help = "Poll due verification sessions, expire overdue ones, or refresh one session."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        sub = parser.add_subparsers(dest="action", required=True, metavar="{poll,expire,refresh}")
-        sub.add_parser("poll", help="Refresh every open session whose next poll time has come.")
-        sub.add_parser("expire", help="Expire open sessions past their expiry (after a last status check).")
+        sub = parser.add_subparsers(dest="action", required=True, metavar="{poll,expire,purge,refresh}")
+        for name, text in [
+            ("poll", "Refresh every open session whose next poll time has come."),
+            ("expire", "Expire open sessions past their expiry (after a last status check)."),
+        ]:
+            sweep = sub.add_parser(name, help=text)
+            sweep.add_argument("--concurrency", type=int, default=None, help="Provider calls at once.")
+        sub.add_parser("purge", help="Scrub sensitive result parts and raw bodies past RETENTION_DAYS.")
         refresh = sub.add_parser("refresh", help="Ask the provider for one session's status now.")
         refresh.add_argument("session_id", help="The session's UUID.")
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         if action == "poll":
-            self._summary("poll", services.run_poll_sweep())
+            self._summary("poll", services.run_poll_sweep(concurrency=options["concurrency"]))
         elif action == "expire":
-            self._summary("expire", services.run_expiry_sweep())
+            self._summary("expire", services.run_expiry_sweep(concurrency=options["concurrency"]))
+        elif action == "purge":
+            self.stdout.write(f"purge: {services.purge_expired_data()} sessions scrubbed")
         elif action == "refresh":
             self._refresh(options["session_id"])
 

@@ -1,0 +1,264 @@
+"""Background work: claiming, the poll and expiry sweeps in batches, retention, and the tasks."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from verification_link import services, tasks
+from verification_link.exceptions import ProviderAuthError, ProviderRejected, ProviderUnavailable
+from verification_link.models import VerificationEvent, VerificationSession
+from verification_link.testing import VerificationSessionFactory, ooto_result
+
+pytestmark = pytest.mark.django_db
+Kind = VerificationEvent.Kind
+
+
+def make_sessions(fake_ooto, user, n):
+    return [services.start_verification(user=user) for _ in range(n)]
+
+
+def due_now():
+    return timezone.now() + timedelta(seconds=15)  # past the first poll (10 s), before the second (+20 s)
+
+
+# -- claiming -----------------------------------------------------------------------------------------
+
+
+def test_claims_are_exclusive_until_the_lease_lapses(fake_ooto, user, vl_settings):
+    vl_settings(POLL_CLAIM_SECONDS=120)
+    sessions = make_sessions(fake_ooto, user, 3)
+    now = due_now()
+    first = services.claim_due_sessions(now=now, limit=2)
+    second = services.claim_due_sessions(now=now, limit=10)
+    assert len(first) == 2 and len(second) == 1
+    assert set(first) | set(second) == {s.pk for s in sessions}
+    assert services.claim_due_sessions(now=now) == []
+    assert len(services.claim_due_sessions(now=now + timedelta(seconds=121))) == 3
+
+
+def test_claims_skip_final_sessions_and_unpollable_aliases(fake_ooto, user, vl_settings, settings):
+    open_session = services.start_verification(user=user)
+    VerificationSessionFactory(done=True, next_poll_at=timezone.now() - timedelta(hours=1))
+    VerificationSessionFactory(provider="gone", next_poll_at=timezone.now() - timedelta(hours=1))
+    assert services.claim_due_sessions(now=due_now()) == [open_session.pk]
+
+
+def test_poll_sweep_runs_in_batches(fake_ooto, user, vl_settings):
+    vl_settings(POLL_BATCH_SIZE=2)
+    make_sessions(fake_ooto, user, 5)
+    result = services.run_poll_sweep(now=due_now())
+    assert (result.found, result.processed, result.failed) == (5, 5, 0)
+    assert len(fake_ooto.calls("GET")) == 5
+
+
+def test_poll_sweep_can_dispatch_instead_of_polling(fake_ooto, user):
+    sessions = make_sessions(fake_ooto, user, 3)
+    dispatched = []
+    result = services.run_poll_sweep(now=due_now(), dispatch=dispatched.append)
+    assert sorted(dispatched) == sorted(s.pk for s in sessions)
+    assert result.found == 3
+    assert fake_ooto.calls("GET") == []
+
+
+def test_a_sweep_twice_polls_nobody_twice(fake_ooto, user):
+    make_sessions(fake_ooto, user, 4)
+    now = due_now()
+    assert services.run_poll_sweep(now=now).processed == 4
+    assert services.run_poll_sweep(now=now).found == 0  # each got its own next poll time
+    assert len(fake_ooto.calls("GET")) == 4
+
+
+def test_run_concurrently_keeps_going_and_returns_errors():
+    def work(n):
+        if n == 2:
+            raise ProviderUnavailable("down")
+        return n * 10
+
+    outcomes = services.run_concurrently(range(4), work, concurrency=3)
+    assert sorted(o for o in outcomes if isinstance(o, int)) == [0, 10, 30]
+    assert [type(o) for o in outcomes if not isinstance(o, int)] == [ProviderUnavailable]
+
+
+# -- expiry --------------------------------------------------------------------------------------------
+
+
+def overdue(fake_ooto, user, n, *, provider_agrees=True):
+    sessions = make_sessions(fake_ooto, user, n)
+    past = timezone.now() - timedelta(days=1)
+    VerificationSession.objects.filter(pk__in=[s.pk for s in sessions]).update(expires_at=past)
+    if provider_agrees:
+        for session in sessions:
+            fake_ooto.advance(session, "CREATED", next_step="LIVENESS", expires_at=past)
+    return sessions
+
+
+def test_expiry_query_count_per_batch_is_constant(fake_ooto, user, commit, signal_log):
+    def expire_queries(n):
+        overdue(fake_ooto, user, n)
+        with CaptureQueriesContext(connection) as ctx, commit():
+            assert services.run_expiry_sweep(last_check=False).processed == n
+        return len(ctx.captured_queries)
+
+    few, many = expire_queries(3), expire_queries(40)
+    assert few == many
+    assert len(signal_log.of("verification_finished")) == 43
+    assert VerificationEvent.objects.filter(kind=Kind.EXPIRED).count() == 43
+
+
+def test_expiry_batches_and_a_second_run_is_a_no_op(fake_ooto, user, vl_settings, commit, signal_log):
+    vl_settings(EXPIRY_BATCH_SIZE=2)
+    sessions = overdue(fake_ooto, user, 5)
+    with commit():
+        result = services.run_expiry_sweep()
+    assert (result.found, result.processed, result.failed) == (5, 5, 0)
+    assert len(fake_ooto.calls("GET")) == 5  # one last check each
+    with commit():
+        again = services.run_expiry_sweep()
+    assert (again.found, again.processed) == (0, 0)
+    assert sorted(k["session"].pk for k in signal_log.of("verification_finished")) == sorted(s.pk for s in sessions)
+    for session in sessions:
+        session.refresh_from_db()
+        assert (session.status, session.url, session.next_poll_at) == ("EXPIRED", "", None)
+
+
+def test_expiry_end_states_follow_the_last_check(fake_ooto, user, commit, signal_log):
+    silent, finished, failing = overdue(fake_ooto, user, 3)
+    fake_ooto.complete(finished)
+    with commit():
+        # One provider error among the last checks: that session expires all the same.
+        fake_ooto.fail_next(500)
+        result = services.run_expiry_sweep(concurrency=1)
+    statuses = {s.pk: VerificationSession.objects.get(pk=s.pk).status for s in (silent, finished, failing)}
+    assert sorted(statuses.values()) == ["DONE", "EXPIRED", "EXPIRED"]
+    assert statuses[finished.pk] == "DONE"
+    assert (result.found, result.processed, result.failed) == (3, 2, 1)
+    assert [k["status"] for k in signal_log.of("verification_finished")].count("DONE") == 1
+
+
+def test_expiry_without_the_last_check_calls_nobody(fake_ooto, user, vl_settings):
+    vl_settings(EXPIRY_LAST_CHECK=False)
+    overdue(fake_ooto, user, 2)
+    assert services.expire_sessions() == 2
+    assert fake_ooto.calls("GET") == []
+
+
+def test_expiry_runs_the_decision_policy(fake_ooto, user, vl_settings, commit, signal_log):
+    vl_settings(DECISION_POLICY="tests.test_sweeps.reject_expired")
+    (session,) = overdue(fake_ooto, user, 1)
+    with commit():
+        services.run_expiry_sweep(last_check=False)
+    session.refresh_from_db()
+    assert session.decision == "rejected"
+    assert [k["decision"] for k in signal_log.of("verification_reviewed")] == ["rejected"]
+
+
+def reject_expired(session):
+    return "rejected" if session.status == "EXPIRED" else ""
+
+
+# -- retention -----------------------------------------------------------------------------------------
+
+
+def test_purge_scrubs_sensitive_parts_and_raw_bodies_only(fake_ooto, user, client, vl_settings):
+    vl_settings(RETENTION_DAYS=30)
+    session = services.start_verification(user=user, scopes=["liveness", "search"])
+    fake_ooto.complete(session)
+    client.post(f"/verify/callback/ooto/{session.callback_secret}/", data=b'{"x": 1}', content_type="application/json")
+    session.refresh_from_db()
+    assert session.status == "DONE" and "demography" in session.result
+    recent = services.start_verification(user=user)
+    fake_ooto.complete(recent)
+    services.refresh_session(recent)
+    VerificationSession.objects.filter(pk=session.pk).update(finished_at=timezone.now() - timedelta(days=31))
+
+    assert services.purge_expired_data() == 1
+    assert services.purge_expired_data() == 0  # idempotent
+    session.refresh_from_db()
+    assert set(session.result) == {"liveness", "search", "quality"}
+    assert session.result["liveness"] == {"fine": True, "score": 0.96}
+    assert (session.status, session.decision) == ("DONE", "approved")
+    assert session.finished_at and session.purged_at
+    assert not session.events.exclude(body="").exists()
+    assert not session.events.exclude(headers={}).exists()
+    purged = session.events.get(kind=Kind.PURGED)
+    assert purged.data == {"result_keys": ["box", "demography", "landmarks"], "event_bodies": 1}
+    recent.refresh_from_db()
+    assert "demography" in recent.result and recent.purged_at is None
+
+
+# -- tasks -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "calls"),
+    [
+        (503, ProviderUnavailable, tasks.RETRY_OPTIONS["max_retries"] + 1),
+        (422, ProviderRejected, 1),
+        (401, ProviderAuthError, 1),
+    ],
+)
+def test_refresh_task_retries_only_what_may_heal(fake_ooto, user, status, error, calls):
+    session = services.start_verification(user=user)
+    for _ in range(20):
+        fake_ooto.fail_next(status)
+    outcome = tasks.refresh_session.apply(args=[str(session.pk), "poll"])
+    assert isinstance(outcome.result, error)
+    assert len(fake_ooto.calls("GET")) == calls
+
+
+def test_retry_back_off_is_exponential_with_jitter():
+    for task in (tasks.refresh_session, tasks.process_callback):
+        assert task.autoretry_for == (ProviderUnavailable,)
+        assert task.retry_backoff and task.retry_jitter and task.retry_backoff_max == 600
+        assert task.acks_late is True
+
+
+def test_refresh_task_recovers_after_an_outage(fake_ooto, user):
+    session = services.start_verification(user=user)
+    fake_ooto.complete(session)
+    fake_ooto.fail_next(503)
+    fake_ooto.fail_next(502)
+    assert tasks.refresh_session.apply(args=[str(session.pk), "poll"]).get() == "DONE"
+    assert tasks.refresh_session.apply(args=[str(session.pk), "poll"]).get() == "DONE"  # twice: a no-op
+    assert len(fake_ooto.calls("GET")) == 3
+
+
+def test_tasks_take_ids_and_tolerate_vanished_rows(fake_ooto, user):
+    import uuid
+
+    assert tasks.refresh_session.apply(args=[str(uuid.uuid4())]).get() is None
+    assert tasks.process_callback.apply(args=[987654]).get() is None
+
+
+def test_sweep_tasks(fake_ooto, user):
+    make_sessions(fake_ooto, user, 2)
+    VerificationSession.objects.update(next_poll_at=timezone.now() - timedelta(seconds=1))
+    assert tasks.poll_due_sessions.apply().get() == 2  # fanned out as refresh_session tasks (eager here)
+    overdue(fake_ooto, user, 1)
+    assert tasks.expire_sessions.apply().get() == 1
+    assert tasks.purge_expired_data.apply().get() == 0
+
+
+def test_beat_schedule_uses_the_settings(vl_settings):
+    vl_settings(POLL_SWEEP_EVERY=7, EXPIRE_SWEEP_EVERY=70, PURGE_SWEEP_EVERY=700)
+    schedule = tasks.beat_schedule()
+    assert {entry["task"]: entry["schedule"].total_seconds() for entry in schedule.values()} == {
+        "verification_link.poll_due_sessions": 7,
+        "verification_link.expire_sessions": 70,
+        "verification_link.purge_expired_data": 700,
+    }
+    from celery import current_app
+
+    for entry in schedule.values():
+        assert entry["task"] in current_app.tasks
+
+
+def test_results_are_never_stored_sensitively_when_discarded(fake_ooto, user, vl_settings):
+    vl_settings(DISCARD_RESULT_KEYS=["demography"])
+    session = services.start_verification(user=user)
+    fake_ooto.advance(session, "DONE", result=ooto_result(["liveness", "deepfake"]))
+    session = services.refresh_session(session)
+    assert "demography" not in VerificationSession.objects.get(pk=session.pk).result
