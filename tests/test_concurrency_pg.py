@@ -119,7 +119,7 @@ def test_concurrent_claims_take_disjoint_batches(user):
     VerificationSession.objects.update(next_poll_at="2000-01-01T00:00:00Z")
     claims = []
     race([lambda: claims.append(services.claim_due_sessions(limit=10))] * 4)
-    claimed = [pk for claim in claims for pk in claim]
+    claimed = [session.pk for claim in claims for session in claim]
     assert len(claimed) == len(set(claimed)) == 40
     assert set(claimed) == {s.pk for s in sessions}
 

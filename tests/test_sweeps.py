@@ -34,7 +34,7 @@ def test_claims_are_exclusive_until_the_lease_lapses(fake_ooto, user, vl_setting
     first = services.claim_due_sessions(now=now, limit=2)
     second = services.claim_due_sessions(now=now, limit=10)
     assert len(first) == 2 and len(second) == 1
-    assert set(first) | set(second) == {s.pk for s in sessions}
+    assert {s.pk for s in first + second} == {s.pk for s in sessions}
     assert services.claim_due_sessions(now=now) == []
     assert len(services.claim_due_sessions(now=now + timedelta(seconds=121))) == 3
 
@@ -43,7 +43,7 @@ def test_claims_skip_final_sessions_and_unpollable_aliases(fake_ooto, user, vl_s
     open_session = services.start_verification(user=user)
     VerificationSessionFactory(done=True, next_poll_at=timezone.now() - timedelta(hours=1))
     VerificationSessionFactory(provider="gone", next_poll_at=timezone.now() - timedelta(hours=1))
-    assert services.claim_due_sessions(now=due_now()) == [open_session.pk]
+    assert [s.pk for s in services.claim_due_sessions(now=due_now())] == [open_session.pk]
 
 
 def test_poll_sweep_runs_in_batches(fake_ooto, user, vl_settings):

@@ -101,12 +101,15 @@ class OotoEmulator:
         app_key: str | None = None,
         latency: float = 0.0,
         record: bool = True,
+        default_status: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.app_id = app_id
         self.app_key = app_key
         self.latency = latency
         self.record = record
+        # For load tests: Get Status of a token never created here answers this status (not 404).
+        self.default_status = default_status
         self.sessions: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str, dict[str, str], Any]] = []
         self._failures: list[tuple[int | Exception, Any]] = []
@@ -229,6 +232,16 @@ class OotoEmulator:
         with self._lock:
             state = self.sessions.get(token)
             answer = None if state is None else {key: state[key] for key in self.status_keys}
+        if answer is None and self.default_status:
+            answer = {
+                "status": self.default_status,
+                "scopes": ["liveness"],
+                "nextStep": None,
+                "expiresAt": None,
+                "uiHints": {},
+                "returnUrl": None,
+                "result": {},
+            }
         if answer is None:
             return 404, json.dumps(self._error(404, "session not found"))
         return 200, json.dumps(answer)
@@ -279,12 +292,22 @@ class OotoServer(OotoEmulator):
     """
 
     def __init__(
-        self, *, app_id: str | None = None, app_key: str | None = None, latency: float = 0.0, record: bool = True
+        self,
+        *,
+        app_id: str | None = None,
+        app_key: str | None = None,
+        latency: float = 0.0,
+        record: bool = True,
+        default_status: str | None = None,
+        port: int = 0,
     ) -> None:
         emulator = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes: without TCP_NODELAY, Nagle's algorithm and the
+            # client's delayed ACK add ~40 ms to every answer on a kept-alive connection.
+            disable_nagle_algorithm = True
 
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -306,10 +329,17 @@ class OotoServer(OotoEmulator):
             def log_message(self, format: str, *args: Any) -> None:  # quiet: no tokens in test output
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.httpd.daemon_threads = True
         host, port = self.httpd.server_address[:2]
-        super().__init__(f"http://{host}:{port}", app_id=app_id, app_key=app_key, latency=latency, record=record)
+        super().__init__(
+            f"http://{host}:{port}",
+            app_id=app_id,
+            app_key=app_key,
+            latency=latency,
+            record=record,
+            default_status=default_status,
+        )
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="ooto-server", daemon=True)
 
     def __enter__(self) -> OotoServer:

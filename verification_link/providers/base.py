@@ -117,6 +117,10 @@ class BaseProvider:
         self.http.mount("https://", adapter)
         self.http.mount("http://", adapter)
         self.http.headers["User-Agent"] = "django-verification-link"
+        # requests re-reads proxy variables from the environment on every call (a scan of os.environ);
+        # read them once here instead, so HTTPS_PROXY and friends still apply.
+        self.http.proxies = requests.utils.get_environ_proxies(self.base_url or "https://localhost")
+        self.http.trust_env = False
 
     def __repr__(self) -> str:
         # The config holds API keys: never print it.
