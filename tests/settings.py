@@ -32,6 +32,13 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
 ]
 
+try:  # only in the CI stage that checks the beat schedule against django-celery-beat
+    import django_celery_beat  # noqa: F401
+
+    INSTALLED_APPS.append("django_celery_beat")
+except ImportError:
+    pass
+
 ROOT_URLCONF = "tests.urls"
 STATIC_URL = "/static/"
 TEMPLATES = [
