@@ -1,80 +1,633 @@
-"""Basic admin registration: read-only lists of sessions and events.
+"""Staff review in the Django admin.
 
-Nothing here writes ``status``; secrets (callback secret, token, hand-off link) are not shown.
+- Sessions: a fast list (constant queries, no full ``COUNT(*)``, a summary of the last 24 h and 7
+  days in one query), a read-only detail with the result made readable and the event timeline, and
+  actions — refresh, cancel, approve, reject — that go through the services, singly from the detail
+  page and in bulk from the list, each recorded as an event with the staff user.
+- Events: a read-only list, linked to sessions.
+- Biometric and demographic parts (``SENSITIVE_RESULT_KEYS``), raw bodies and the hand-off link are
+  shown only to users with ``verification_link.view_sensitive_result`` — in every page and export.
+- Nobody edits ``status``, ``result`` or events by hand: every field is read-only, and the change
+  form accepts no POST.
 """
 
 from __future__ import annotations
 
-from django.contrib import admin
+import json
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
 
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from . import services
+from .exceptions import InvalidTransition, ProviderError
 from .models import VerificationEvent, VerificationSession
+from .qr import qr_svg
+from .results import REDACTED, can_view_sensitive, check_rows, quality_checks, redact
+
+Status = VerificationSession.Status
+Decision = VerificationSession.Decision
+
+STATUS_COLOURS = {
+    "CREATED": "#6b7280",
+    "CAPTCHA_OK": "#2563eb",
+    "IN_PROGRESS": "#2563eb",
+    "DONE": "#15803d",
+    "FAILED": "#b91c1c",
+    "EXPIRED": "#92400e",
+    "CANCELED": "#4b5563",
+}
 
 
-class ReadOnlyAdminMixin:
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
+def status_badge(status: str, label: str) -> str:
+    colour = STATUS_COLOURS.get(status, "#6b7280")
+    return format_html(
+        '<span style="display:inline-block;padding:1px 8px;border-radius:9px;background:{};color:#fff;'
+        'font-size:11px;font-weight:600;white-space:nowrap">{}</span>',
+        colour,
+        label,
+    )
 
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
+
+def pretty_json(value: Any) -> str:
+    return format_html(
+        '<pre style="white-space:pre-wrap;max-height:30em;overflow:auto">{}</pre>',
+        json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False),
+    )
+
+
+def pretty_body(body: str) -> str:
+    try:
+        return pretty_json(json.loads(body))
+    except ValueError:
+        return format_html('<pre style="white-space:pre-wrap">{}</pre>', body)
+
+
+# -- the actions --------------------------------------------------------------------------------------
+
+
+class NoteForm(forms.Form):
+    note = forms.CharField(
+        label=_("Note"),
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        required=True,
+        max_length=2000,
+        help_text=_("Why: kept with the decision and in the audit trail."),
+    )
+
+
+class SessionAction:
+    """One staff action, applied to each session through the services; returns a message per outcome."""
+
+    def __init__(
+        self,
+        name: str,
+        title: str,
+        verb: str,
+        apply: Callable[..., str],
+        *,
+        needs_note: bool = False,
+        danger: bool = False,
+    ) -> None:
+        self.name, self.title, self.verb, self.apply = name, title, verb, apply
+        self.needs_note, self.danger = needs_note, danger
+
+
+def _refresh(session: VerificationSession, user: Any, note: str) -> str:
+    if session.is_final:
+        return "skipped"
+    try:
+        services.refresh_session(session, source="admin", by=user)
+    except ProviderError:
+        return "failed"
+    return "done"
+
+
+def _cancel(session: VerificationSession, user: Any, note: str) -> str:
+    if session.status == Status.CANCELED:
+        return "skipped"
+    try:
+        services.cancel_session(session, by=user, source="admin")
+    except InvalidTransition:
+        return "skipped"
+    return "done"
+
+
+def _review(decision: str) -> Callable[..., str]:
+    def apply(session: VerificationSession, user: Any, note: str) -> str:
+        try:
+            services.review_session(session, decision=decision, reviewer=user, note=note)
+        except InvalidTransition:
+            return "skipped"
+        return "done"
+
+    return apply
+
+
+ACTIONS = {
+    action.name: action
+    for action in [
+        SessionAction("refresh", _("Refresh from provider"), _("refreshed"), _refresh),
+        SessionAction("cancel", _("Cancel"), _("canceled"), _cancel, danger=True),
+        SessionAction("approve", _("Approve"), _("approved"), _review(Decision.APPROVED), needs_note=True),
+        SessionAction("reject", _("Reject"), _("rejected"), _review(Decision.REJECTED), needs_note=True, danger=True),
+    ]
+}
+
+
+# -- sessions -------------------------------------------------------------------------------------------
 
 
 @admin.register(VerificationSession)
-class VerificationSessionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("short_id", "user", "provider", "status", "next_step", "decision", "created_at", "expires_at")
-    list_filter = ("status", "decision", "provider")
-    list_select_related = ("user",)
-    date_hierarchy = "created_at"
-    show_full_result_count = False
-    fields = (
-        "id",
+class VerificationSessionAdmin(admin.ModelAdmin):
+    list_display = (
+        "short_id",
         "user",
         "provider",
-        "external_id",
-        "reference",
-        "scopes",
-        "status",
+        "status_column",
         "next_step",
         "decision",
-        "reviewed_by",
-        "reviewed_at",
-        "review_note",
-        "expires_at",
-        "finished_at",
         "created_at",
-        "updated_at",
+        "expires_or_finished",
     )
-    readonly_fields = fields
+    list_display_links = ("short_id",)
+    list_filter = ("status", "decision", "provider", ("created_at", admin.DateFieldListFilter))
+    search_fields = ("user__username", "user__email", "=token", "=external_id", "=reference")
+    list_select_related = ("user",)
+    date_hierarchy = "created_at"
+    show_full_result_count = False  # no COUNT(*) of the whole table on every page
+    list_per_page = 50
+    ordering = ("-created_at",)
+    actions = ["refresh_selected", "cancel_selected", "approve_selected", "reject_selected", "export_json"]
+    change_form_template = "admin/verification_link/verificationsession/change_form.html"
+    change_list_template = "admin/verification_link/verificationsession/change_list.html"
+    action_template = "admin/verification_link/verificationsession/action_confirmation.html"
+
+    # -- read-only, whoever asks ----------------------------------------------------------------------
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # sessions start at a provider, through start_verification()
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [name for fieldset in self.get_fieldsets(request, obj) for name in fieldset[1]["fields"]]
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list[tuple[Any, dict[str, Any]]]:
+        sensitive = can_view_sensitive(request.user)
+        fieldsets: list[tuple[Any, dict[str, Any]]] = [
+            (
+                None,
+                {
+                    "fields": [
+                        "id",
+                        "user",
+                        "provider",
+                        "status_column",
+                        "next_step",
+                        "scopes",
+                        "created_at",
+                        "expires_at",
+                        "finished_at",
+                    ]
+                },
+            ),
+            (_("Decision"), {"fields": ["decision", "reviewed_by", "reviewed_at", "review_note"]}),
+            (
+                _("Result"),
+                {
+                    "fields": [
+                        "result_checks",
+                        "result_quality",
+                        "raw_result_full" if sensitive else "raw_result_redacted",
+                    ]
+                },
+            ),
+        ]
+        if sensitive and obj is not None and not obj.is_final and obj.url:
+            fieldsets.append((_("Hand-off (one-time link: a secret)"), {"fields": ["handoff"]}))
+        fieldsets += [
+            (_("Provider"), {"fields": ["external_id", "reference", "metadata"], "classes": ["collapse"]}),
+            (
+                _("Polling"),
+                {"fields": ["next_poll_at", "poll_attempts", "last_polled_at", "purged_at"], "classes": ["collapse"]},
+            ),
+            (_("Event timeline"), {"fields": ["timeline_full" if sensitive else "timeline_redacted"]}),
+        ]
+        return fieldsets
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        if request.method == "POST":
+            raise PermissionDenied  # nothing here is edited by hand; actions have their own views
+        obj = self.get_object(request, object_id) if object_id else None
+        extra_context = {
+            **(extra_context or {}),
+            "show_save": False,
+            "show_save_and_continue": False,
+            "show_save_and_add_another": False,
+            "vl_actions": self._actions_for(request, obj) if obj is not None else [],
+        }
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def _actions_for(self, request: HttpRequest, obj: VerificationSession) -> list[dict[str, Any]]:
+        if not self.has_change_permission(request, obj):
+            return []
+        available = ["refresh", "cancel"] if not obj.is_final else ["approve", "reject"]
+        return [
+            {"title": ACTIONS[name].title, "url": reverse(f"admin:{self._url_prefix()}_{name}", args=[obj.pk])}
+            for name in available
+        ]
+
+    def _url_prefix(self) -> str:
+        return f"{self.opts.app_label}_{self.opts.model_name}"
+
+    # -- list ----------------------------------------------------------------------------------------------
+
+    @admin.display(description=_("id"), ordering="id")
+    def short_id(self, obj: VerificationSession) -> str:
+        return obj.short_id
+
+    @admin.display(description=_("status"), ordering="status")
+    def status_column(self, obj: VerificationSession) -> str:
+        return status_badge(obj.status, obj.get_status_display())
+
+    @admin.display(description=_("expires / finished"), ordering="expires_at")
+    def expires_or_finished(self, obj: VerificationSession) -> Any:
+        return obj.finished_at if obj.is_final else obj.expires_at
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        return super().changelist_view(request, {**(extra_context or {}), "vl_summary": self.summary()})
+
+    @staticmethod
+    def summary() -> list[dict[str, Any]]:
+        """Counts per status and decision for the last 24 h and 7 days: one query, using the
+        created_at index for the 7-day range."""
+        now = timezone.now()
+        windows = {"24h": now - timedelta(hours=24), "7d": now - timedelta(days=7)}
+        counts: dict[str, Any] = {}
+        for window, since in windows.items():
+            recent = Q(created_at__gte=since)
+            counts[f"{window}__all"] = Count("pk", filter=recent)
+            for status in Status.values:
+                counts[f"{window}__s__{status}"] = Count("pk", filter=recent & Q(status=status))
+            for decision in Decision.values:
+                counts[f"{window}__d__{decision}"] = Count("pk", filter=recent & Q(decision=decision))
+        values = VerificationSession.objects.filter(created_at__gte=windows["7d"]).aggregate(**counts)
+        return [
+            {
+                "label": _("Last 24 hours") if window == "24h" else _("Last 7 days"),
+                "total": values[f"{window}__all"],
+                "statuses": [(label, values[f"{window}__s__{value}"], value) for value, label in Status.choices],
+                "decisions": [(label, values[f"{window}__d__{value}"], value) for value, label in Decision.choices],
+            }
+            for window in windows
+        ]
+
+    # -- detail: the result for a human, the timeline --------------------------------------------------
+
+    @admin.display(description=_("checks"))
+    def result_checks(self, obj: VerificationSession) -> str:
+        rows = check_rows(obj)
+        if not rows:
+            return "—"
+        verdicts = {
+            True: ("✔", _("passed"), "#15803d"),
+            False: ("✘", _("failed"), "#b91c1c"),
+            None: ("?", _("missing"), "#92400e"),
+        }
+        body = format_html_join(
+            "",
+            '<tr><td>{}</td><td style="color:{}">{} {}</td><td>{}</td><td>{}</td></tr>',
+            (
+                (
+                    row.scope,
+                    verdicts[row.passed][2],
+                    verdicts[row.passed][0],
+                    verdicts[row.passed][1],
+                    "" if row.score is None else f"{row.score:.4f}",
+                    row.detail,
+                )
+                for row in rows
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>{}</th><th>{}</th><th>{}</th><th></th></tr></thead><tbody>{}</tbody></table>",
+            _("check"),
+            _("verdict"),
+            _("score"),
+            body,
+        )
+
+    @admin.display(description=_("quality"))
+    def result_quality(self, obj: VerificationSession) -> str:
+        checks = quality_checks(obj.result)
+        if not checks:
+            return "—"
+        return format_html_join(
+            "",
+            '<span style="display:inline-block;margin:0 6px 4px 0;padding:1px 6px;border-radius:4px;{}">{}: {}</span>',
+            (
+                (
+                    "background:#fee2e2;color:#991b1b;font-weight:600"
+                    if fine is False
+                    else "background:#f3f4f6;color:#111",
+                    name + (" ✘" if fine is False else ""),
+                    value,
+                )
+                for name, fine, value in checks
+            ),
+        )
+
+    @admin.display(description=_("raw result"))
+    def raw_result_full(self, obj: VerificationSession) -> str:
+        return self._folded(pretty_json(obj.result or {}))
+
+    @admin.display(description=_("raw result"))
+    def raw_result_redacted(self, obj: VerificationSession) -> str:
+        shown = redact(obj.result, sensitive=False)
+        # Not even the names of the hidden parts: they say what kind of data the person gave.
+        note = format_html("<p>{}</p>", REDACTED) if len(shown) < len(obj.result or {}) else ""
+        return self._folded(format_html("{}{}", note, pretty_json(shown)))
+
+    @staticmethod
+    def _folded(html: str) -> str:
+        return format_html("<details><summary>{}</summary>{}</details>", _("show JSON"), html)
+
+    @admin.display(description=_("link"))
+    def handoff(self, obj: VerificationSession) -> str:
+        if obj.is_final or not obj.url:
+            return "—"
+        qr = mark_safe(qr_svg(obj.url))  # noqa: S308  (qrcode writes path data only, no text)
+        return format_html(
+            '<p><a href="{}" rel="noreferrer">{}</a></p><div class="vl-qr" style="width:180px;background:#fff">{}</div>',
+            obj.url,
+            obj.url,
+            qr,
+        )
+
+    @admin.display(description=_("events"))
+    def timeline_full(self, obj: VerificationSession) -> str:
+        return self._timeline(obj, sensitive=True)
+
+    @admin.display(description=_("events"))
+    def timeline_redacted(self, obj: VerificationSession) -> str:
+        return self._timeline(obj, sensitive=False)
+
+    def _timeline(self, obj: VerificationSession, *, sensitive: bool) -> str:
+        events = list(obj.events.select_related("actor").order_by("created_at", "id"))
+        if not events:
+            return "—"
+        rows = []
+        for event in events:
+            change = f"{event.old_status or '·'} → {event.new_status}" if event.new_status else ""
+            body = ""
+            if event.body:
+                body = (
+                    format_html("<details><summary>{}</summary>{}</details>", _("raw body"), pretty_body(event.body))
+                    if sensitive
+                    else REDACTED
+                )
+            rows.append(
+                format_html(
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    timezone.localtime(event.created_at).strftime("%Y-%m-%d %H:%M:%S"),
+                    event.get_kind_display(),
+                    event.source,
+                    change,
+                    {True: "✔", False: "✘", None: ""}[event.valid] + (" " + _("applied") if event.applied else ""),
+                    event.actor or "",
+                    event.error,
+                    body,
+                )
+            )
+        header = format_html_join(
+            "",
+            "<th>{}</th>",
+            (
+                (h,)
+                for h in (_("time"), _("kind"), _("source"), _("status"), _("valid"), _("by"), _("error"), _("body"))
+            ),
+        )
+        body = format_html_join("", "{}", ((row,) for row in rows))
+        return format_html("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", header, body)
+
+    # -- actions, in bulk and singly -------------------------------------------------------------------
+
+    def get_urls(self) -> list[Any]:
+        prefix = self._url_prefix()
+        return [
+            path(
+                f"<path:object_id>/{name}/",
+                self.admin_site.admin_view(self._single_action(name)),
+                name=f"{prefix}_{name}",
+            )
+            for name in ACTIONS
+        ] + super().get_urls()
+
+    def _single_action(self, name: str) -> Callable[..., HttpResponse]:
+        def view(request: HttpRequest, object_id: str) -> HttpResponse:
+            obj = get_object_or_404(VerificationSession, pk=object_id)
+            if not self.has_change_permission(request, obj):
+                raise PermissionDenied
+            queryset = VerificationSession.objects.filter(pk=obj.pk)
+            response = self._confirm_and_apply(request, queryset, ACTIONS[name], single=True)
+            return response or HttpResponseRedirect(reverse(f"admin:{self._url_prefix()}_change", args=[obj.pk]))
+
+        return view
+
+    def _confirm_and_apply(
+        self, request: HttpRequest, queryset: QuerySet, action: SessionAction, *, single: bool = False
+    ) -> HttpResponse | None:
+        """A confirmation page (with a required note for decisions); on confirmation, apply the
+        action to each session through the services and say how it went. None when done."""
+        form = NoteForm(request.POST if "confirm" in request.POST else None) if action.needs_note else None
+        if "confirm" in request.POST and (form is None or form.is_valid()):
+            note = form.cleaned_data["note"] if form is not None else ""
+            outcomes = {"done": 0, "failed": 0, "skipped": 0}
+            for session in queryset.order_by("created_at"):
+                outcomes[action.apply(session, request.user, note)] += 1
+            self._report(request, action, outcomes)
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": action.title,
+            "action": action,
+            "form": form,
+            "sessions": list(queryset.select_related("user")[:200]),
+            "count": queryset.count(),
+            "single": single,
+            "opts": self.opts,
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            "selected": [str(pk) for pk in queryset.values_list("pk", flat=True)],
+        }
+        return TemplateResponse(request, self.action_template, context)
+
+    def _report(self, request: HttpRequest, action: SessionAction, outcomes: dict[str, int]) -> None:
+        if outcomes["done"]:
+            self.message_user(
+                request,
+                ngettext("%(count)d session %(verb)s.", "%(count)d sessions %(verb)s.", outcomes["done"])
+                % {"count": outcomes["done"], "verb": action.verb},
+                messages.SUCCESS,
+            )
+        if outcomes["failed"]:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d failed: the provider did not answer (recorded in the timeline).",
+                    "%(count)d failed: the provider did not answer (recorded in the timelines).",
+                    outcomes["failed"],
+                )
+                % {"count": outcomes["failed"]},
+                messages.ERROR,
+            )
+        if outcomes["skipped"]:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d skipped: not possible in its current status.",
+                    "%(count)d skipped: not possible in their current status.",
+                    outcomes["skipped"],
+                )
+                % {"count": outcomes["skipped"]},
+                messages.WARNING,
+            )
+
+    @admin.action(description=_("Refresh selected sessions from the provider"), permissions=["change"])
+    def refresh_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._confirm_and_apply(request, queryset, ACTIONS["refresh"])
+
+    @admin.action(description=_("Cancel selected sessions"), permissions=["change"])
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._confirm_and_apply(request, queryset, ACTIONS["cancel"])
+
+    @admin.action(description=_("Approve selected sessions (with a note)"), permissions=["change"])
+    def approve_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._confirm_and_apply(request, queryset, ACTIONS["approve"])
+
+    @admin.action(description=_("Reject selected sessions (with a note)"), permissions=["change"])
+    def reject_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._confirm_and_apply(request, queryset, ACTIONS["reject"])
+
+    @admin.action(description=_("Export selected sessions as JSON"), permissions=["view"])
+    def export_json(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse:
+        sensitive = can_view_sensitive(request.user)
+        rows = [
+            {
+                "id": str(s.pk),
+                "user": s.user.get_username() if s.user else None,
+                "provider": s.provider,
+                "status": s.status,
+                "scopes": s.scopes,
+                "decision": s.decision,
+                "review_note": s.review_note,
+                "created_at": s.created_at.isoformat(),
+                "expires_at": s.expires_at and s.expires_at.isoformat(),
+                "finished_at": s.finished_at and s.finished_at.isoformat(),
+                "result": redact(s.result, sensitive=sensitive),
+            }
+            for s in queryset.select_related("user").order_by("-created_at")
+        ]
+        response = JsonResponse(rows, safe=False, json_dumps_params={"indent": 2})
+        response["Content-Disposition"] = 'attachment; filename="verification-sessions.json"'
+        return response
+
+
+# -- events ---------------------------------------------------------------------------------------------
 
 
 @admin.register(VerificationEvent)
-class VerificationEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class VerificationEventAdmin(admin.ModelAdmin):
     list_display = (
         "created_at",
         "kind",
         "source",
-        "provider",
-        "session",
-        "old_status",
-        "new_status",
-        "applied",
-        "valid",
-    )
-    list_filter = ("kind", "source", "valid", "processed", "applied")
-    list_select_related = ("session",)
-    show_full_result_count = False
-    fields = (
-        "session",
-        "provider",
-        "kind",
-        "source",
-        "old_status",
-        "new_status",
-        "applied",
+        "session_link",
+        "transition",
         "valid",
         "processed",
-        "error",
-        "remote_addr",
+        "applied",
         "actor",
-        "created_at",
     )
-    readonly_fields = fields
+    list_filter = ("kind", "source", "valid", "processed", "applied", "provider")
+    list_select_related = ("session", "actor")
+    search_fields = ("=session__id", "error")
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    ordering = ("-created_at", "-id")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # the audit trail is append-only
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        fields = [
+            "session_link",
+            "provider",
+            "kind",
+            "source",
+            "old_status",
+            "new_status",
+            "applied",
+            "valid",
+            "processed",
+            "error",
+            "data",
+            "remote_addr",
+            "actor",
+            "created_at",
+        ]
+        if can_view_sensitive(request.user):
+            fields += ["pretty_headers", "pretty_body", "body_truncated"]
+        else:
+            fields += ["body_hidden"]
+        return fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return self.get_fields(request, obj)
+
+    @admin.display(description=_("session"), ordering="session")
+    def session_link(self, obj: VerificationEvent) -> str:
+        if obj.session_id is None:
+            return "—"
+        url = reverse("admin:verification_link_verificationsession_change", args=[obj.session_id])
+        return format_html('<a href="{}">{}</a>', url, str(obj.session_id)[:8])
+
+    @admin.display(description=_("status"))
+    def transition(self, obj: VerificationEvent) -> str:
+        return f"{obj.old_status or '·'} → {obj.new_status}" if obj.new_status else ""
+
+    @admin.display(description=_("raw body"))
+    def pretty_body(self, obj: VerificationEvent) -> str:
+        return pretty_body(obj.body) if obj.body else "—"
+
+    @admin.display(description=_("headers"))
+    def pretty_headers(self, obj: VerificationEvent) -> str:
+        return pretty_json(obj.headers) if obj.headers else "—"
+
+    @admin.display(description=_("raw body"))
+    def body_hidden(self, obj: VerificationEvent) -> str:
+        return REDACTED if obj.body else "—"

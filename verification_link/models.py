@@ -131,6 +131,8 @@ class VerificationSession(models.Model):
             # Admin list and filters.
             models.Index(fields=["-created_at"], name="vl_session_created"),
             models.Index(fields=["status", "-created_at"], name="vl_session_status"),
+            models.Index(fields=["decision", "-created_at"], name="vl_session_decision"),
+            models.Index(fields=["provider", "-created_at"], name="vl_session_provider"),
             models.Index(fields=["external_id"], name="vl_session_external_id"),
             models.Index(fields=["reference"], name="vl_session_reference"),
         ]

@@ -323,14 +323,17 @@ def apply_report(
     kind: str = Kind.POLL,
     now: datetime | None = None,
     polled: bool = False,
+    by: Any = None,
 ) -> VerificationSession:
     """Apply an *authenticated* status report (a provider answer, a verified webhook).
 
-    ``polled``: the report is our own provider call's answer (sets ``last_polled_at``).
+    ``polled``: the report is our own provider call's answer (sets ``last_polled_at``); ``by``: the
+    staff user who asked for it, recorded on the events.
 
     Records the report as an event whether or not it is applied. Returns the updated session.
     """
     now = now or timezone.now()
+    actor = by if _is_user(by) else None
     with transaction.atomic():
         locked = _lock(session)
         if polled:
@@ -352,9 +355,10 @@ def apply_report(
             valid=True,
             processed=True,
             data=report.summary(),
+            actor=actor,
         )
         if moves_forward:
-            _transition(locked, report.status, source=source, now=now, report=report)
+            _transition(locked, report.status, source=source, now=now, report=report, actor=actor)
         elif not locked.is_final:
             # Same or older status: not a transition. Only the provider's authoritative expiry and
             # the poll schedule are updated.
@@ -367,13 +371,16 @@ def apply_report(
     return locked
 
 
-def refresh_session(session: SessionRef, *, source: str = "poll", timeout: float | None = None) -> VerificationSession:
+def refresh_session(
+    session: SessionRef, *, source: str = "poll", timeout: float | None = None, by: Any = None
+) -> VerificationSession:
     """Ask the provider for the session's state now and apply the answer.
 
     A final session, or one whose provider cannot be polled, is returned as it is without a call.
     Provider errors are recorded (``poll_failed``), push the next poll back, and are re-raised.
+    ``by``: the staff user who asked (admin), recorded on the events.
     """
-    return _refresh(session, source=source, timeout=timeout)
+    return _refresh(session, source=source, timeout=timeout, by=by)
 
 
 def _refresh(
@@ -382,6 +389,7 @@ def _refresh(
     source: str,
     timeout: float | None = None,
     provider_slot: AbstractContextManager[Any] | None = None,
+    by: Any = None,
 ) -> VerificationSession:
     """``refresh_session``; a sweep passes ``provider_slot`` (a semaphore) to bound the provider
     calls in flight separately from the threads applying answers to the database."""
@@ -416,9 +424,9 @@ def _refresh(
                 locked.save(update_fields=["poll_attempts", "next_poll_at", "last_polled_at", "updated_at"])
         logger.warning("verification session %s: refresh failed: %s", current.pk, exc)
         raise
-    if _record_unchanged(current, report, source=source, now=now):
+    if by is None and _record_unchanged(current, report, source=source, now=now):
         return current
-    return apply_report(current, report, source=source, now=now, polled=True)
+    return apply_report(current, report, source=source, now=now, polled=True, by=by)
 
 
 def _record_unchanged(session: VerificationSession, report: StatusReport, *, source: str, now: datetime) -> bool:

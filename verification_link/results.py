@@ -1,0 +1,75 @@
+"""Reading a provider result for people: per-check rows, failed quality checks, and redaction of the
+biometric / special-category parts (``SENSITIVE_RESULT_KEYS``) for viewers without the
+``verification_link.view_sensitive_result`` permission. Shared by the admin and the API."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from . import conf
+from .exceptions import ConfigurationError
+from .models import VerificationSession
+from .providers import get_provider
+
+SENSITIVE_PERMISSION = "verification_link.view_sensitive_result"
+REDACTED = "[hidden: needs the view_sensitive_result permission]"
+
+
+def can_view_sensitive(user: Any) -> bool:
+    return bool(user and user.is_active and user.has_perm(SENSITIVE_PERMISSION))
+
+
+def redact(result: Mapping[str, Any] | None, *, sensitive: bool) -> dict[str, Any]:
+    """The result with ``SENSITIVE_RESULT_KEYS`` removed, unless ``sensitive`` may be shown."""
+    result = dict(result or {})
+    if sensitive:
+        return result
+    hidden = set(conf.get("SENSITIVE_RESULT_KEYS") or ())
+    return {key: value for key, value in result.items() if key not in hidden}
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    scope: str
+    passed: bool | None
+    score: float | None
+    detail: str = ""
+
+
+def check_rows(session: VerificationSession) -> list[CheckRow]:
+    """One row per requested scope: passed/failed as the provider's own verdict, and the score."""
+    result = session.result or {}
+    try:
+        outcomes = get_provider(session.provider).scope_outcomes(session.scopes or [], result)
+    except ConfigurationError:  # alias removed from settings: still show what is stored
+        outcomes = dict.fromkeys(session.scopes or [])
+    rows = []
+    for scope, passed in outcomes.items():
+        part = result.get(scope) if isinstance(result.get(scope), Mapping) else {}
+        score = part.get("score", part.get("similarity"))
+        detail = f"template {part['templateId']}" if part.get("templateId") else ""
+        rows.append(CheckRow(scope, passed, score if isinstance(score, (int, float)) else None, detail))
+    return rows
+
+
+def quality_checks(result: Mapping[str, Any] | None) -> list[tuple[str, bool | None, Any]]:
+    """``(name, fine, score or value)`` of each quality check, failed ones first. Read ``fine``:
+    for several checks a high score is bad."""
+    quality = (result or {}).get("quality")
+    if not isinstance(quality, Mapping):
+        return []
+    checks = []
+    for name, value in quality.items():
+        if isinstance(value, Mapping):
+            fine = value.get("fine") if isinstance(value.get("fine"), bool) else None
+            checks.append((name, fine, value.get("score", value.get("value"))))
+        else:
+            checks.append((name, None, value))  # head pose: yaw, pitch, roll
+    return sorted(checks, key=lambda check: (check[1] is not False, check[0]))
+
+
+def summary(session: VerificationSession) -> dict[str, Any]:
+    """Per-scope passed/score, nothing sensitive: what the API shows a session's owner."""
+    return {row.scope: {"passed": row.passed, "score": row.score} for row in check_rows(session)}
