@@ -90,8 +90,8 @@ def test_changelist_columns_filters_search_and_summary(admin_client):
     assert mine.short_id in html and "zoe" in html
     summary = response.context["vl_summary"]
     assert [w["total"] for w in summary] == [3, 3]
-    assert dict((v, c) for _, c, v in summary[0]["statuses"])["DONE"] == 1
-    assert dict((v, c) for _, c, v in summary[1]["decisions"])["rejected"] == 1
+    assert {v: c for _, c, v in summary[0]["statuses"]}["DONE"] == 1
+    assert {v: c for _, c, v in summary[1]["decisions"]}["rejected"] == 1
     for query in ("zoe", "zoe@example.com", "tok-zoe", "ext-zoe"):
         found = admin_client.get(LIST, {"q": query}).context["cl"].result_list
         assert [s.pk for s in found] == [mine.pk], query
@@ -157,7 +157,7 @@ def test_nothing_can_be_edited_by_hand(admin_client):
 
 
 def test_staff_without_the_permission_never_receive_sensitive_data(reviewer):
-    user, client = reviewer
+    _user, client = reviewer
     session = done_session()
     event = session.events.get(kind="callback")
     pages = {
@@ -217,7 +217,7 @@ def test_reject_needs_a_note_then_records_decision_event_and_signal(reviewer, si
 
 
 def test_approve_in_bulk_skips_open_sessions(reviewer):
-    user, client = reviewer
+    _user, client = reviewer
     finished = [done_session(decision="review") for _ in range(2)]
     open_session = VerificationSessionFactory()
     response = confirm(client, "approve", [*finished, open_session], note="looked fine")
@@ -262,7 +262,7 @@ def test_refresh_behind_a_confirmation_with_counts(reviewer, fake_ooto, user, co
 
 
 def test_actions_are_refused_without_change_permission(viewer):
-    user, client = viewer
+    _user, client = viewer
     session = VerificationSessionFactory(status="IN_PROGRESS")
     for name in ("refresh", "cancel", "approve", "reject"):
         assert client.get(f"{LIST}{session.pk}/{name}/").status_code == 403

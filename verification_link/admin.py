@@ -377,7 +377,8 @@ class VerificationSessionAdmin(admin.ModelAdmin):
             return "—"
         qr = mark_safe(qr_svg(obj.url))  # noqa: S308  (qrcode writes path data only, no text)
         return format_html(
-            '<p><a href="{}" rel="noreferrer">{}</a></p><div class="vl-qr" style="width:180px;background:#fff">{}</div>',
+            '<p><a href="{}" rel="noreferrer">{}</a></p>'
+            '<div class="vl-qr" style="width:180px;background:#fff">{}</div>',
             obj.url,
             obj.url,
             qr,
