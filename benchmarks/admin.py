@@ -15,9 +15,9 @@ counted in a separate, untimed request; their number must be the same at both si
 Why: support staff open this page all day; it must stay usable when the table is large. The script
 knows nothing of how the admin is written, only its URLs, so it judges any version of it.
 
-The rows vary as a production table does: 200 users, every status (open ones in the last hour, the
-TTL; finished ones over 60 days), decisions on finished sessions, providers ``ooto`` and ``ooto_eu``,
-results on DONE and FAILED. After each change of size the table is analysed (and vacuumed on
+The rows vary as a production table does: 200 users, created over 60 days and stored in that order,
+every status (open ones only in the last hour, the TTL), decisions on DONE and FAILED sessions, results
+on them, providers ``ooto`` and ``ooto_eu``. After each change of size the table is analysed (and vacuumed on
 PostgreSQL), as autovacuum would have done. Against drift on a busy machine, the small size is
 measured before and after the large one (the extra rows deleted again); its figure pools both.
 PostgreSQL takes the rows through ``COPY`` (about 20 s for 100,000), SQLite through ``bulk_create``.
@@ -49,21 +49,15 @@ from _harness import django_database, median_of, timed
 
 TARGET = 2.0
 USERS = 200
+DAYS = 60
 BATCH = 5000
 WARM_UP = 2
 CHANGELIST = "/admin/verification_link/verificationsession/"
 
-# Per 1,000 sessions. Open sessions live an hour (the TTL): few of them at any time.
-STATUS_WEIGHTS = {
-    "DONE": 520,
-    "FAILED": 130,
-    "EXPIRED": 280,
-    "CANCELED": 62,
-    "CREATED": 3,
-    "CAPTCHA_OK": 2,
-    "IN_PROGRESS": 3,
-}
-OPEN = ("CREATED", "CAPTCHA_OK", "IN_PROGRESS")
+# Sessions created within the TTL (the last hour) may still be open: this share of them is.
+OPEN_SHARE = 0.6
+OPEN_WEIGHTS = {"CREATED": 3, "CAPTCHA_OK": 2, "IN_PROGRESS": 5}
+FINAL_WEIGHTS = {"DONE": 52, "FAILED": 13, "EXPIRED": 28, "CANCELED": 7}
 # Decisions are taken on DONE and FAILED sessions only.
 DECISION_WEIGHTS = {"approved": 55, "rejected": 10, "review": 15, "": 20}
 
@@ -127,22 +121,24 @@ class Rows:
     def searched_user(self) -> Any:
         return self.users[0]
 
-    def make(self, n: int) -> list[Any]:
+    def make(self, ages: list[float]) -> list[Any]:
+        """Sessions created ``ages`` seconds ago."""
         from verification_link.models import VerificationSession
 
         rng = self.rng
-        statuses = rng.choices(list(STATUS_WEIGHTS), list(STATUS_WEIGHTS.values()), k=n)
-        decisions = rng.choices(list(DECISION_WEIGHTS), list(DECISION_WEIGHTS.values()), k=n)
         rows = []
-        for status, decision in zip(statuses, decisions, strict=True):
+        for age in ages:
             first = self.made == 0
             self.made += 1
+            open_ = age < 3600 and rng.random() < OPEN_SHARE
+            weights = OPEN_WEIGHTS if open_ else FINAL_WEIGHTS
+            status = rng.choices(list(weights), list(weights.values()))[0]
+            decision = ""
+            if status in self.results:
+                decision = rng.choices(list(DECISION_WEIGHTS), list(DECISION_WEIGHTS.values()))[0]
             if first:
-                status, decision = "DONE", "review"
-            elif status not in self.results:
-                decision = ""
-            open_ = status in OPEN
-            created = self.now - timedelta(seconds=rng.uniform(0, 3600 if open_ else 60 * 86400))
+                open_, status, decision = False, "DONE", "review"
+            created = self.now - timedelta(seconds=age)
             token = uuid.uuid4().hex
             rows.append(
                 VerificationSession(
@@ -157,10 +153,10 @@ class Rows:
                     next_step="LIVENESS" if status == "IN_PROGRESS" else "",
                     result=self.results.get(status, {}),
                     expires_at=created + timedelta(hours=1),
-                    finished_at=None if open_ else created + timedelta(seconds=rng.uniform(30, 3600)),
+                    finished_at=None if open_ else created + timedelta(seconds=min(age, rng.uniform(30, 3600))),
                     decision=decision,
                     reviewed_by=self.reviewer if decision else None,
-                    reviewed_at=created + timedelta(hours=2) if decision else None,
+                    reviewed_at=created + timedelta(seconds=min(age, 7200)) if decision else None,
                     next_poll_at=created + timedelta(seconds=30) if open_ else None,
                     poll_attempts=rng.randint(0, 5),
                     created_at=created,
@@ -178,16 +174,16 @@ class Rows:
         fields = VerificationSession._meta.concrete_fields
         table = connection.ops.quote_name(VerificationSession._meta.db_table)
         columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-        while n > 0:
-            size = min(n, BATCH)
-            rows = self.make(size)
+        # Oldest first, as a live table grows: created_at follows the physical order of the rows.
+        ages = sorted((self.rng.uniform(0, DAYS * 86400) for _ in range(n)), reverse=True)
+        for start in range(0, n, BATCH):
+            rows = self.make(ages[start : start + BATCH])
             if connection.vendor == "postgresql":
                 with connection.cursor() as cursor, cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
                     for row in rows:
                         copy.write_row([f.get_db_prep_save(f.pre_save(row, True), connection) for f in fields])
             else:
                 VerificationSession.objects.bulk_create(rows, batch_size=BATCH)
-            n -= size
 
 
 def make_users() -> tuple[list[Any], Any]:

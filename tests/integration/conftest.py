@@ -173,7 +173,13 @@ def stack(tmp_path_factory):
                 cwd=EXAMPLE,
             )
             wait_for(lambda: requests.get(stack.base_url + "/", timeout=2).ok, timeout=60, what="the web server")
-            wait_for(lambda: "ready" in (tmp / "worker.log").read_text(), timeout=60, what="the Celery worker")
+            worker = stack.processes[-1][0]
+            wait_for(
+                lambda: "ready" in (tmp / "worker.log").read_text() or worker.poll() is not None,
+                timeout=60,
+                what="the Celery worker",
+            )
+            assert worker.poll() is None, "the Celery worker exited:\n" + stack.logs()
             yield stack
         except Exception:
             print(stack.logs())
