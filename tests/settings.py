@@ -89,6 +89,19 @@ VERIFICATION_LINK = {
             "APP_KEY": "eu-app-key-SECRET",
             "BASE_URL": "https://eu.ooto.example",
         },
+        # Two accounts of one backend, each with its own key and webhook secrets.
+        "valify": {
+            "BACKEND": "verification_link.providers.valify.ValifyProvider",
+            "API_KEY": "valify-key-SECRET",
+            "WEBHOOK_SECRETS": ["whsec-new-SECRET", "whsec-old-SECRET"],
+        },
+        "valify_b": {
+            "BACKEND": "verification_link.providers.valify.ValifyProvider",
+            "API_KEY": "valify-b-key-SECRET",
+            "BASE_URL": "https://b.valify.example",
+            "WEBHOOK_SECRETS": ["whsec-b-SECRET"],
+            "LANG": "ar",
+        },
     },
     "PUBLIC_BASE_URL": "https://www.example.com",
 }

@@ -26,6 +26,7 @@ from functools import partial
 from typing import Any
 
 from django.db import connection, connections, transaction
+from django.db.models import Q
 from django.dispatch import Signal
 from django.http import HttpRequest
 from django.urls import reverse
@@ -575,6 +576,32 @@ def confirm_callback(event_id: int) -> VerificationSession | None:
         session = refresh_session(session, source=VerificationEvent.Source.CALLBACK)
     judge_inbound(event, valid=True, processed=True)
     return session
+
+
+def process_webhook(event: VerificationEvent, backend: Any, payload: Mapping[str, Any]) -> str:
+    """Act on a recorded, *authenticated* webhook: find the session by the provider's handles, map
+    the outcome, apply it. Returns what happened — ``processed``, ``already final``, ``unknown
+    session``, ``unknown status`` — each recorded on the event; only ``processed`` changes state."""
+    parsed = backend.parse_webhook(payload)
+    handles = Q()
+    if parsed.token:
+        handles |= Q(token=parsed.token)
+    if parsed.reference:
+        handles |= Q(reference=parsed.reference)
+    session = VerificationSession.objects.filter(handles, provider=backend.alias).first() if handles else None
+    if session is None:
+        judge_inbound(event, valid=True, processed=True, error="unknown session")
+        return "unknown session"
+    VerificationEvent.objects.filter(pk=event.pk).update(session=session)
+    if parsed.report is None:
+        judge_inbound(event, valid=True, processed=True, error=f"unknown status value {parsed.raw_status!r}")
+        return "unknown status"
+    if session.is_final:
+        judge_inbound(event, valid=True, processed=True)
+        return "already final"
+    apply_report(session, parsed.report, source=VerificationEvent.Source.WEBHOOK)
+    judge_inbound(event, valid=True, processed=True)
+    return "processed"
 
 
 # -- staff and user actions ------------------------------------------------------------------------

@@ -14,4 +14,6 @@ urlpatterns = [
     path("s/<uuid:pk>/return/", views.return_view, name="return"),
     path("callback/<str:provider>/<str:secret>/", views.callback_view, name="callback"),
     path("webhook/<str:provider>/", views.webhook_view, name="webhook"),
+    # For providers authenticated by a secret in the URL (WEBHOOK_AUTH = "path").
+    path("webhook/<str:provider>/<str:secret>/", views.webhook_view, name="webhook_secret"),
 ]

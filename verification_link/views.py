@@ -24,10 +24,11 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import conf, services, tasks
-from .exceptions import InvalidRequest, ProviderError, ProviderUnavailable
+from .exceptions import ConfigurationError, InvalidRequest, ProviderError, ProviderUnavailable
 from .models import VerificationEvent, VerificationSession
 from .providers import get_provider
 from .qr import qr_svg
+from .webhooks import WebhookRefused
 
 logger = logging.getLogger("verification_link.views")
 
@@ -257,12 +258,41 @@ def callback_view(request: HttpRequest, provider: str, secret: str) -> HttpRespo
 @csrf_exempt
 @login_not_required
 @require_POST
-def webhook_view(request: HttpRequest, provider: str) -> HttpResponse:
-    """Account-level webhooks, delegated to the provider alias; 404 where it has none."""
+def webhook_view(request: HttpRequest, provider: str, secret: str | None = None) -> HttpResponse:
+    """Account-level webhooks of a provider alias (Valify); 404 for aliases without webhooks.
+
+    Recorded before judged; authenticated with the alias's own secrets (401/403 with a generic body,
+    the failed check logged); then applied through the services. Duplicates, unknown sessions and
+    unknown outcome values answer 200 and change nothing (the sender would only retry otherwise).
+    """
     try:
         backend = get_provider(provider)
-    except Exception:  # unknown or broken alias: say nothing more than "not here"
+    except ConfigurationError:
         backend = None
-    if backend is None or not getattr(backend, "receives_webhooks", False):
+    if backend is None or not backend.receives_webhooks:
         return JsonResponse({"error": "not found"}, status=404)
-    return backend.handle_webhook(request)  # type: ignore[attr-defined]
+    if _too_large(request):
+        services.record_inbound(
+            request, kind=VerificationEvent.Kind.WEBHOOK, provider=provider, body=b"", error="body too large"
+        )
+        return JsonResponse({"error": "body too large"}, status=413)
+    body = request.body
+    event = services.record_inbound(request, kind=VerificationEvent.Kind.WEBHOOK, provider=provider, body=body)
+    try:
+        backend.webhook_verifier().verify(request.headers, body, path_secret=secret)
+    except WebhookRefused as exc:
+        logger.warning("webhook %s for %r refused: %s", event.pk, provider, exc.check)
+        services.judge_inbound(event, valid=False, error=exc.check)
+        return JsonResponse(
+            {"error": "forbidden" if exc.status_code == 403 else "unauthorized"}, status=exc.status_code
+        )
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        services.judge_inbound(event, valid=False, error="malformed JSON")
+        return JsonResponse({"error": "malformed JSON"}, status=400)
+    if not isinstance(payload, dict):
+        services.judge_inbound(event, valid=False, error="JSON body is not an object")
+        return JsonResponse({"error": "JSON body must be an object"}, status=400)
+    outcome = services.process_webhook(event, backend, payload)
+    return JsonResponse({"status": outcome}, status=200)

@@ -3,8 +3,10 @@
 Embedded defaults run everything with no credentials and no services: SQLite, the built-in
 sandbox provider, Celery eager. Environment variables switch to the real thing:
 
-- ``VL_PROVIDER``: ``sandbox`` (default), ``ooto`` (needs ``OOTO_APP_ID``, ``OOTO_APP_KEY``,
-  optional ``OOTO_BASE_URL``) or ``valify`` (needs ``VALIFY_API_KEY``, ``VALIFY_WEBHOOK_SECRET``).
+- ``VL_PROVIDER``: ``sandbox`` (default: the OOTO emulator), ``sandbox_valify`` (the Valify emulator),
+  ``ooto`` (needs ``OOTO_APP_ID``, ``OOTO_APP_KEY``, optional ``OOTO_BASE_URL``) or ``valify`` (needs
+  ``VALIFY_API_KEY``, ``VALIFY_WEBHOOK_SECRET``; point Valify's account webhook at
+  ``<PUBLIC_BASE_URL>/verify/webhook/valify/``).
 - ``PUBLIC_BASE_URL``: the site's public origin (default ``http://127.0.0.1:8000``).
 - ``DATABASE_URL``: ``postgres://user:password@host:port/name`` (default: SQLite ``VL_DEMO_DB``).
 - ``REDIS_URL``: a Celery broker; tasks then run on a worker (``celery -A example_project worker -B``).
@@ -114,7 +116,7 @@ CELERY_TASK_IGNORE_RESULT = True
 # -- verification providers ------------------------------------------------------------------------------
 PROVIDER = os.environ.get("VL_PROVIDER", "sandbox")
 PROVIDERS = {
-    # The built-in emulator, served by this very site: the real OOTO client runs against it.
+    # The built-in emulators, served by this very site: the real clients run against them over HTTP.
     "sandbox": {
         "BACKEND": "verification_link.providers.ooto.OotoProvider",
         "APP_ID": "sandbox-app",
@@ -123,7 +125,16 @@ PROVIDERS = {
         "SCOPES": ["liveness", "deepfake"],
         "TTL": 3600,
     },
+    "sandbox_valify": {
+        "BACKEND": "verification_link.providers.valify.ValifyProvider",
+        "API_KEY": "sandbox-valify-key",
+        "BASE_URL": f"{PUBLIC_BASE_URL}/sandbox/valify",
+        "WEBHOOK_SECRETS": ["sandbox-webhook-secret"],
+        "TTL": 3600,
+    },
 }
+# The Valify emulator's account-level webhook points back at this site, signed with the secret above.
+VERIFICATION_LINK_SANDBOX = {"VALIFY_WEBHOOK_URL": "/verify/webhook/sandbox_valify/"}
 if PROVIDER == "ooto":
     PROVIDERS["ooto"] = {
         "BACKEND": "verification_link.providers.ooto.OotoProvider",

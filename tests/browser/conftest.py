@@ -11,6 +11,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -70,15 +72,19 @@ class DemoSite:
         return proc.stdout
 
 
-@pytest.fixture(scope="session")
-def demo_site(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("demo")
+@contextmanager
+def serve_demo(tmp: Path, provider: str) -> Iterator[DemoSite]:
+    """``manage.py demo`` on a free port, a throwaway SQLite file, and ``VL_PROVIDER=provider``."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    env.update(VL_DEMO_DB=str(tmp / "demo.sqlite3"), PUBLIC_BASE_URL=base_url, DJANGO_DEBUG="1", PYTHONUNBUFFERED="1")
-    env.pop("REDIS_URL", None)
-    env.pop("DATABASE_URL", None)
+    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "REDIS_URL", "DATABASE_URL")}
+    env.update(
+        VL_DEMO_DB=str(tmp / "demo.sqlite3"),
+        PUBLIC_BASE_URL=base_url,
+        DJANGO_DEBUG="1",
+        PYTHONUNBUFFERED="1",
+        VL_PROVIDER=provider,
+    )
     log = tmp / "server.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
@@ -109,6 +115,20 @@ def demo_site(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def demo_site(tmp_path_factory):
+    """The example site on its defaults: the OOTO sandbox."""
+    with serve_demo(tmp_path_factory.mktemp("demo"), "sandbox") as site:
+        yield site
+
+
+@pytest.fixture(scope="session")
+def valify_site(tmp_path_factory):
+    """The example site switched to the Valify sandbox by its environment variable."""
+    with serve_demo(tmp_path_factory.mktemp("demo-valify"), "sandbox_valify") as site:
+        yield site
+
+
+@pytest.fixture(scope="session")
 def browser():
     from playwright.sync_api import sync_playwright
 
@@ -119,8 +139,10 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, demo_site):
-    context = browser.new_context(base_url=demo_site.base_url)
+def page(browser, request):
+    # The site of the test: ``valify_site`` when the test asks for it, else the OOTO demo.
+    site = request.getfixturevalue("valify_site" if "valify_site" in request.fixturenames else "demo_site")
+    context = browser.new_context(base_url=site.base_url)
     page = context.new_page()
     page.set_default_timeout(20_000)
     yield page

@@ -89,3 +89,25 @@ def test_phone_hand_off_qr_decodes_to_the_link_and_the_page_updates_live(page, b
     page.locator("#vl-outcome").wait_for(timeout=30_000)
     assert page.locator("#vl-outcome").inner_text() == "You are verified."
     assert profile_verified(demo_site, "phoebe")
+
+
+def test_valify_sandbox_pass_all_marks_the_user_verified(page, valify_site):
+    log_in(page)
+    page.click("#verify-link")
+    page.get_by_role("button", name="Continue here").click()
+    page.wait_for_url(re.compile(r"/sandbox/valify/\?token="))
+    for _ in range(3):  # national ID, face match, phone
+        page.get_by_role("button", name="Continue").click()
+    page.get_by_role("button", name="Pass all").click()
+    # Back on the status page; the signed account-level webhook brings the outcome (live update).
+    page.wait_for_url(re.compile(r"/verify/s/[0-9a-f-]+/$"))
+    page.locator("#vl-outcome").wait_for(timeout=30_000)
+    assert page.locator("#vl-outcome").inner_text() == "You are verified."
+    assert profile_verified(valify_site, "demo")
+    events = valify_site.manage(
+        "shell",
+        "-c",
+        "from verification_link.models import VerificationEvent as E; "
+        "print(list(E.objects.filter(kind='webhook').values_list('valid', 'processed', 'error')))",
+    )
+    assert events.strip().splitlines()[-1] == "[(True, True, '')]"

@@ -14,13 +14,14 @@ from django.utils.module_loading import import_string
 
 from .. import conf
 from ..exceptions import ConfigurationError
-from .base import BaseProvider, CreatedSession, CreateRequest, StatusReport
+from .base import BaseProvider, CreatedSession, CreateRequest, StatusReport, WebhookReport
 
 __all__ = [
     "BaseProvider",
     "CreateRequest",
     "CreatedSession",
     "StatusReport",
+    "WebhookReport",
     "get_provider",
     "load_backend",
     "reset_providers",

@@ -28,6 +28,7 @@ from ..exceptions import (
     ProviderRejected,
     ProviderUnavailable,
 )
+from ..webhooks import WebhookVerifier
 
 if TYPE_CHECKING:
     from ..models import VerificationSession
@@ -79,6 +80,17 @@ class StatusReport:
         }
 
 
+@dataclass(frozen=True)
+class WebhookReport:
+    """What an authenticated webhook says: the session's handles, and the report — ``None`` when
+    the outcome value is unknown (``raw_status`` keeps it for the audit trail)."""
+
+    token: str = ""
+    reference: str = ""
+    report: StatusReport | None = None
+    raw_status: str = ""
+
+
 class BaseProvider:
     """One configured provider account (an alias of ``VERIFICATION_LINK["PROVIDERS"]``).
 
@@ -105,6 +117,10 @@ class BaseProvider:
     next_step_map: ClassVar[Mapping[str, str]] = {}
     #: Whether the provider takes our own per-attempt reference (Valify ``reference_id``).
     uses_reference: ClassVar[bool] = False
+    #: Whether the provider posts account-level webhooks (to ``webhook/<alias>/``), and the
+    #: defaults of its webhook authentication (see ``verification_link.webhooks``).
+    receives_webhooks: ClassVar[bool] = False
+    webhook_defaults: ClassVar[Mapping[str, Any]] = {}
     #: Connection pool size of the shared ``requests.Session`` (threads polling at once).
     pool_size: ClassVar[int] = 32
 
@@ -238,6 +254,14 @@ class BaseProvider:
     def scope_outcomes(self, scopes: Iterable[str], result: Mapping[str, Any]) -> dict[str, bool | None]:
         """Per requested scope: passed (True), failed (False), or unknown (None, e.g. missing)."""
         return dict.fromkeys(scopes)
+
+    def webhook_verifier(self) -> WebhookVerifier:
+        """This alias's webhook authentication (its own secrets: several accounts stay apart)."""
+        return WebhookVerifier(self.alias, self._config, self.webhook_defaults)
+
+    def parse_webhook(self, payload: Mapping[str, Any]) -> WebhookReport:
+        """Read an *authenticated* webhook body: which session, and what it reports."""
+        raise NotImplementedError(f"{self.display_name} sends no webhooks")
 
     # -- the wire --------------------------------------------------------------------------------
 

@@ -2,7 +2,14 @@
 
 Add ``"verification_link.sandbox"`` to ``INSTALLED_APPS`` and mount it with
 ``path("sandbox/", include("verification_link.sandbox.urls"))``. A site with no provider
-credentials can then point the real provider client at ``<origin>/sandbox/ooto`` and walk the
-whole hosted flow against itself. The sandbox speaks the provider's wire format; nothing in the
-core package knows it exists.
+credentials can then point the real provider client at ``<origin>/sandbox/ooto`` (OOTO-AI) or
+``<origin>/sandbox/valify`` (Valify) and walk the whole hosted flow against itself. The sandbox
+speaks the provider's wire format; nothing in the core package knows it exists.
+
+``sign_valify_webhook`` (from :mod:`verification_link.sandbox.signing`, standard library only) signs
+a body the way the Valify emulator's webhook is signed.
 """
+
+from .signing import sign_valify_webhook
+
+__all__ = ["sign_valify_webhook"]

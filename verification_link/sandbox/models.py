@@ -114,3 +114,73 @@ class SandboxSession(models.Model):
             "returnUrl": self.return_url or None,
             "result": self.result or {},
         }
+
+
+#: Languages of Valify's hosted flow (the ``lang`` query parameter of Create link).
+VALIFY_LANGUAGES = ("en", "ar")
+
+#: Longest ``reference_id`` the Valify emulator accepts.
+MAX_REFERENCE_LENGTH = 255
+
+
+class SandboxValifySession(models.Model):
+    """An emulated Valify web verification session, as the sandbox's Create link made it.
+
+    ``step`` counts the pages of the hosted flow the user has completed (ID scan, face match,
+    phone); at ``len(valify_views.STEPS)`` the outcome picker is shown. An abandoned session stays
+    ``pending`` until ``expires_at``.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        SUCCESS = "success", _("Success")
+        FAILED = "failed", _("Failed")
+        CANCELED = "canceled", _("Canceled")
+
+    class Lang(models.TextChoices):
+        EN = "en", _("English")
+        AR = "ar", _("Arabic")
+
+    token = models.UUIDField(_("session token"), default=uuid.uuid4, unique=True, editable=False)
+    reference_id = models.CharField(_("reference id"), max_length=MAX_REFERENCE_LENGTH, db_index=True)
+    return_url = models.CharField(_("return URL"), max_length=2048)
+    expires_at = models.DateTimeField(_("expires at"))
+    flow = models.UUIDField(_("flow"), null=True, blank=True)
+    lang = models.CharField(_("language"), max_length=2, choices=Lang.choices, default=Lang.EN)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
+    #: Empty unless failed: ``"id_unreadable"`` or ``"face_mismatch"`` (``null`` in the webhook).
+    reason = models.CharField(_("reason"), max_length=32, blank=True)
+    step = models.PositiveSmallIntegerField(_("completed steps"), default=0)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    completed_at = models.DateTimeField(_("completed at"), null=True, blank=True)
+    #: When the webhook was handed over for delivery (it is sent at most once, never retried);
+    #: ``None`` when none was sent (no final outcome yet, or no ``VALIFY_WEBHOOK_URL``).
+    webhook_sent_at = models.DateTimeField(_("webhook sent at"), null=True, blank=True)
+
+    class Meta:
+        app_label = "verification_link_sandbox"
+        verbose_name = _("sandbox Valify session")
+        verbose_name_plural = _("sandbox Valify sessions")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        # Neither the token (a bearer secret) nor the reference (the site's, maybe personal).
+        return f"Valify #{self.pk} ({self.status})"
+
+    def is_open(self, now: datetime.datetime | None = None) -> bool:
+        """Whether the hosted link still works: pending and not past ``expires_at``."""
+        return self.status == self.Status.PENDING and (now or timezone.now()) < self.expires_at
+
+    def webhook_payload(self) -> dict[str, Any]:
+        """The body of the account-level webhook for this (final) session."""
+        from .valify_outcomes import build_result
+
+        return {
+            "event": "verification.completed",
+            "session_token": str(self.token),
+            "reference_id": self.reference_id,
+            "status": self.status,
+            "reason": self.reason or None,
+            "completed_at": format_expires_at(self.completed_at or timezone.now()),
+            "result": build_result(self.status, self.reason or None),
+        }

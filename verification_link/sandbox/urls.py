@@ -1,12 +1,14 @@
 """URLs of the sandbox. Mount with ``path("sandbox/", include("verification_link.sandbox.urls"))``.
 
 Everything OOTO lives under ``ooto/``: the base URL to give the OOTO client is
-``<origin>/sandbox/ooto``.
+``<origin>/sandbox/ooto``. Everything Valify lives under ``valify/``: its base URL is
+``<origin>/sandbox/valify`` (Create link at ``<base>/api/link/v1/request/``, the hosted flow at
+``<base>/?token=<session_token>``, as on ``verify.valifysolutions.com``).
 """
 
 from django.urls import path
 
-from . import views
+from . import valify_views, views
 
 app_name = "verification_link_sandbox"
 
@@ -14,4 +16,6 @@ urlpatterns = [
     path("ooto/api/v1.0/flow/sessions", views.OotoCreateSessionView.as_view(), name="ooto_create"),
     path("ooto/api/v1.0/flow/sessions/<str:token>", views.OotoSessionStatusView.as_view(), name="ooto_status"),
     path("ooto/flow/<str:token>", views.OotoFlowView.as_view(), name="ooto_flow"),
+    path("valify/api/link/v1/request/", valify_views.ValifyCreateLinkView.as_view(), name="valify_create"),
+    path("valify/", valify_views.ValifyFlowView.as_view(), name="valify_flow"),
 ]

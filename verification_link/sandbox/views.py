@@ -27,11 +27,10 @@ import json
 import logging
 import uuid
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
@@ -44,14 +43,13 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from . import outcomes
 from .callbacks import schedule_callback
+from .common import HostedPageView, HttpResponseSeeOther, is_http_url, reject_json_constant
 from .conf import sandbox_setting
 from .models import MAX_TTL_SECONDS, OOTO_SCOPES, SandboxSession
 
 logger = logging.getLogger(__name__)
 
 Status = SandboxSession.Status
-
-MAX_URL_LENGTH = 2048
 
 SCOPE_LABELS = {
     "liveness": _("Liveness check"),
@@ -68,12 +66,6 @@ SCOPE_DESCRIPTIONS = {
 }
 
 TEMPLATE_DIR = "verification_link/sandbox/ooto"
-
-
-class HttpResponseSeeOther(HttpResponseRedirect):
-    """A 303: after a POST, the browser follows with a GET."""
-
-    status_code = 303
 
 
 class InvalidCreateBody(Exception):
@@ -124,20 +116,11 @@ class OotoApiView(View):
         return response
 
 
-def _reject_constant(name: str) -> Any:
-    # NaN and Infinity are not JSON; PostgreSQL's jsonb would refuse them later.
-    raise ValueError(f"invalid JSON constant {name}")
-
-
 def _optional_url(body: dict[str, Any], key: str) -> str:
     value = body.get(key)
     if value is None or value == "":
         return ""
-    if not isinstance(value, str) or len(value) > MAX_URL_LENGTH:
-        raise InvalidCreateBody(f"{key} must be an absolute http(s) URL")
-    parts = urlsplit(value)
-    # http is allowed too (unlike OOTO's HTTPS-only callbacks): sandbox sites run on localhost.
-    if parts.scheme not in ("http", "https") or not parts.netloc or " " in value or not value.isprintable():
+    if not is_http_url(value):
         raise InvalidCreateBody(f"{key} must be an absolute http(s) URL")
     return value
 
@@ -145,7 +128,7 @@ def _optional_url(body: dict[str, Any], key: str) -> str:
 def parse_create_body(raw: bytes) -> dict[str, Any]:
     """Validate a Create body; return the session fields or raise ``InvalidCreateBody``."""
     try:
-        body = json.loads(raw, parse_constant=_reject_constant)
+        body = json.loads(raw, parse_constant=reject_json_constant)
     except (ValueError, RecursionError):
         raise InvalidCreateBody("body must be JSON") from None
     if not isinstance(body, dict):
@@ -231,7 +214,7 @@ def _stage(session: SandboxSession) -> str:
 
 
 @method_decorator(csrf_protect, name="dispatch")
-class OotoFlowView(View):
+class OotoFlowView(HostedPageView):
     """``GET/POST <base>/flow/<token>`` — the hosted flow, one page per stage.
 
     Each form posts the stage it was rendered for (``step``); a POST for another stage (back
@@ -242,16 +225,6 @@ class OotoFlowView(View):
     """
 
     http_method_names = ["get", "post"]
-
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        response = super().dispatch(request, *args, **kwargs)
-        # The URL is a bearer secret: keep it out of caches, cross-origin Referer headers and indexes
-        # ("same-origin", not "no-referrer": the latter makes browsers send "Origin: null" on the
-        # page's own form posts, which CSRF protection refuses).
-        patch_cache_control(response, no_store=True)
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault("X-Robots-Tag", "noindex, nofollow")
-        return response
 
     def get(self, request: HttpRequest, token: str) -> HttpResponse:
         session = SandboxSession.objects.filter(token=token).first()
