@@ -284,3 +284,25 @@ def test_events_list_filters_and_links(admin_client):
     assert f"{LIST}{session.pk}/change/" in html
     for name in ("kind", "source", "valid", "processed"):
         assert f"{name}__" in admin_client.get(EVENTS).content.decode()
+
+
+def test_the_list_stays_cheap_whatever_the_table(admin_client, monkeypatch):
+    """Nothing on the page scans the table: provider choices come from settings, the date drill-down
+    from the calendar, the count stops at a cap."""
+    from verification_link.admin import CappedCountPaginator
+
+    monkeypatch.setattr(CappedCountPaginator, "CAP", 5)
+    VerificationSessionFactory.create_batch(8, provider="ooto_eu")
+    with CaptureQueriesContext(connection) as ctx:
+        response = admin_client.get(LIST)
+    sql = " ".join(q["sql"] for q in ctx.captured_queries).upper()
+    assert "DISTINCT" not in sql
+    assert "LIMIT 6" in sql  # the capped count
+    html = response.content.decode()
+    assert "more than 5" in html
+    assert "?provider=ooto_eu" in html and "?provider=valify" in html
+    assert "created_at__year=" in html
+    year = admin_client.get(LIST, {"created_at__year": "2026"}).content.decode()
+    assert "created_at__month=12" in year
+    month = admin_client.get(LIST, {"created_at__year": "2026", "created_at__month": "2"}).content.decode()
+    assert "created_at__day=28" in month and "created_at__day=29" not in month

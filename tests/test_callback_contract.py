@@ -34,3 +34,17 @@ class TestOotoCallback(InboundEndpointContract):
 
     def complete_at_provider(self, session):
         self.fake.complete(session)  # the callback body is never applied: the app asks the provider
+
+
+@pytest.mark.django_db
+def test_nul_bytes_anywhere_are_refused_or_stored_safely(client, fake_ooto, user):
+    """PostgreSQL stores no NUL: a path, body or provider answer with one must not become a 500."""
+    session = services.start_verification(user=user)
+    assert client.post("/verify/callback/oo%00to/x/", data=b"{}", content_type="application/json").status_code == 404
+    url = f"/verify/callback/ooto/{session.callback_secret}/"
+    assert client.post(url, data=b'{"a": "\\u0000"}', content_type="application/json").status_code == 202
+    assert client.post(url, data=b"\x00\x00", content_type="application/json").status_code == 400
+    fake_ooto.advance(session, "DONE", result={"liveness": {"fine": True, "note": "a\x00b"}})
+    session = services.refresh_session(session)
+    session.refresh_from_db()
+    assert session.result["liveness"]["note"] == "a\ufffdb"

@@ -54,6 +54,10 @@ DEFAULTS: dict[str, Any] = {
     "MAX_EVENT_BODY_BYTES": 65536,
     # Background work: "auto" (Celery when the site has a non-eager Celery app), "celery", "inline".
     "TASKS": "auto",
+    # REST API: the throttle rate of the scope "verification_link" when DRF's settings name none,
+    # and the Retry-After (seconds) of a 503 when the provider is unavailable.
+    "API_THROTTLE_RATE": "60/minute",
+    "API_RETRY_AFTER": 30,
     # Beat intervals (seconds) of the sweeps in ``verification_link.tasks.beat_schedule()``.
     "POLL_SWEEP_EVERY": 10,
     "EXPIRE_SWEEP_EVERY": 60,

@@ -134,6 +134,7 @@ class VerificationSession(models.Model):
             models.Index(fields=["decision", "-created_at"], name="vl_session_decision"),
             models.Index(fields=["provider", "-created_at"], name="vl_session_provider"),
             models.Index(fields=["external_id"], name="vl_session_external_id"),
+            models.Index(fields=["token"], name="vl_session_token"),
             models.Index(fields=["reference"], name="vl_session_reference"),
         ]
         constraints = [

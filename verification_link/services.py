@@ -37,6 +37,7 @@ from . import conf, signals
 from .exceptions import ConfigurationError, InvalidRequest, InvalidTransition, ProviderError
 from .models import VerificationEvent, VerificationSession
 from .providers import CreateRequest, StatusReport, get_provider, load_backend
+from .providers.base import scrub_nul
 
 logger = logging.getLogger("verification_link")
 
@@ -544,12 +545,12 @@ def record_inbound(
     limit = int(conf.get("MAX_EVENT_BODY_BYTES"))
     return VerificationEvent.objects.create(
         session=session,
-        provider=provider[:64],
+        provider=scrub_nul(provider[:64]),
         kind=kind,
         source=kind,
-        body=body[:limit].decode("utf-8", errors="replace"),
+        body=scrub_nul(body[:limit].decode("utf-8", errors="replace")),
         body_truncated=len(body) > limit,
-        headers={name: request.headers[name][:512] for name in RECORDED_HEADERS if name in request.headers},
+        headers={name: scrub_nul(request.headers[name][:512]) for name in RECORDED_HEADERS if name in request.headers},
         remote_addr=request.META.get("REMOTE_ADDR") or None,
         valid=False if error else None,
         error=error,

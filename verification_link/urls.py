@@ -1,6 +1,6 @@
 """Include with ``path("verify/", include("verification_link.urls"))``; namespace ``verification_link``."""
 
-from django.urls import path
+from django.urls import include, path
 
 from . import views
 
@@ -16,4 +16,5 @@ urlpatterns = [
     path("webhook/<str:provider>/", views.webhook_view, name="webhook"),
     # For providers authenticated by a secret in the URL (WEBHOOK_AUTH = "path").
     path("webhook/<str:provider>/<str:secret>/", views.webhook_view, name="webhook_secret"),
+    path("api/", include("verification_link.api.urls")),
 ]

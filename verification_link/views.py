@@ -228,7 +228,9 @@ def callback_view(request: HttpRequest, provider: str, secret: str) -> HttpRespo
         )
         return JsonResponse({"error": "body too large"}, status=413)
     body = request.body
-    session = VerificationSession.objects.filter(provider=provider, callback_secret=secret).first()
+    # A NUL (%00 in the path) can name nothing, and PostgreSQL refuses it in a query parameter.
+    known = "\x00" not in provider and "\x00" not in secret
+    session = VerificationSession.objects.filter(provider=provider, callback_secret=secret).first() if known else None
     event = services.record_inbound(
         request, kind=VerificationEvent.Kind.CALLBACK, provider=provider, body=body, session=session
     )

@@ -35,6 +35,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
     "verification_link",
     "verification_link.sandbox",
     "demo",
@@ -104,6 +106,25 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "home"
+
+# -- the REST API: session and token authentication, an OpenAPI schema at /api/schema/ ------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 20,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # The scope of django-verification-link's API (provider calls: keep it modest in production).
+    "DEFAULT_THROTTLE_RATES": {"verification_link": os.environ.get("VL_API_THROTTLE", "60/minute")},
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "django-verification-link API",
+    "DESCRIPTION": "Hosted identity-verification sessions of the signed-in user.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
 
 # -- Celery: eager (in-process) unless a broker is given ------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")

@@ -2,6 +2,7 @@ from demo import views
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -10,4 +11,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("verify/", include("verification_link.urls")),
     path("sandbox/", include("verification_link.sandbox.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
 ]

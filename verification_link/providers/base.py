@@ -36,6 +36,18 @@ if TYPE_CHECKING:
 logger = logging.getLogger("verification_link.providers")
 
 
+def scrub_nul(value: Any) -> Any:
+    """``value`` with NUL characters replaced (U+FFFD), at any depth: PostgreSQL stores no NUL in
+    text or ``jsonb``, and a provider's answer must not be able to turn into a database error."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, Mapping):
+        return {scrub_nul(key): scrub_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [scrub_nul(item) for item in value]
+    return value
+
+
 @dataclass(frozen=True)
 class CreateRequest:
     """What the app asks a provider for when it starts a session."""

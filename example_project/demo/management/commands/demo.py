@@ -19,7 +19,13 @@ class Command(BaseCommand):
             users.create_user("demo", "demo@example.com", "demo")
         if not users.filter(username="admin").exists():
             users.create_superuser("admin", "admin@example.com", "admin")
+        from rest_framework.authtoken.models import Token
+
+        token, _ = Token.objects.get_or_create(user=users.get(username="demo"))
         self.stdout.write("Demo ready: log in as demo/demo (or admin/admin for the admin).")
+        self.stdout.write(
+            f"API: {addrport} /verify/api/sessions/ with 'Authorization: Token {token.key}'; schema at /api/schema/"
+        )
         if not setup_only:
             # Threaded: the sandbox calls back into this same server while a request is running.
             call_command("runserver", addrport, use_threading=True, use_reloader=False)

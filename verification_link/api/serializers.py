@@ -1,0 +1,146 @@
+"""What the API accepts and answers. Never a result's biometric parts, never raw events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from rest_framework import serializers
+
+from .. import conf
+from ..exceptions import ConfigurationError
+from ..models import VerificationSession
+from ..providers import get_provider
+from ..results import summary
+
+
+class CheckSummarySerializer(serializers.Serializer):
+    passed = serializers.BooleanField(allow_null=True, help_text="The provider's verdict; null when missing.")
+    score = serializers.FloatField(allow_null=True)
+
+
+class SessionSerializer(serializers.ModelSerializer):
+    """A session as its owner (or staff) sees it. ``url`` — the one-time hand-off link, a bearer
+    secret — only while the session is open and only to its owner; ``decision`` and ``result`` (a
+    per-check summary) only once it is final."""
+
+    url = serializers.SerializerMethodField(help_text="The one-time hand-off link while open (owner only).")
+    qr_url = serializers.SerializerMethodField(help_text="SVG QR code of the link while open (owner only).")
+    decision = serializers.SerializerMethodField()
+    result = serializers.SerializerMethodField(help_text="Per requested check: passed and score, once final.")
+
+    class Meta:
+        model = VerificationSession
+        fields = [
+            "id",
+            "provider",
+            "scopes",
+            "status",
+            "next_step",
+            "url",
+            "qr_url",
+            "expires_at",
+            "created_at",
+            "finished_at",
+            "decision",
+            "result",
+            "metadata",
+        ]
+        read_only_fields = fields
+
+    def _owner(self, obj: VerificationSession) -> bool:
+        request = self.context.get("request")
+        return bool(request and obj.user_id is not None and obj.user_id == request.user.pk)
+
+    def get_url(self, obj: VerificationSession) -> str | None:
+        return obj.url if (obj.url and not obj.is_final and self._owner(obj)) else None
+
+    def get_qr_url(self, obj: VerificationSession) -> str | None:
+        if not self.get_url(obj):
+            return None
+        path = reverse("verification_link:qr", args=[obj.pk])
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path
+
+    def get_decision(self, obj: VerificationSession) -> str | None:
+        return obj.decision if obj.is_final else None
+
+    def get_result(self, obj: VerificationSession) -> dict[str, dict[str, Any]] | None:
+        return summary(obj) if obj.is_final else None
+
+
+# Tell drf-spectacular the shapes of the method fields.
+try:
+    from drf_spectacular.utils import extend_schema_field
+
+    extend_schema_field(serializers.URLField(allow_null=True))(SessionSerializer.get_url)
+    extend_schema_field(serializers.URLField(allow_null=True))(SessionSerializer.get_qr_url)
+    extend_schema_field(serializers.ChoiceField(choices=VerificationSession.Decision.values, allow_null=True))(
+        SessionSerializer.get_decision
+    )
+    extend_schema_field(serializers.DictField(child=CheckSummarySerializer(), allow_null=True))(
+        SessionSerializer.get_result
+    )
+except ImportError:  # pragma: no cover
+    pass
+
+
+class SessionCreateSerializer(serializers.Serializer):
+    """Start a session. Every field is optional: the provider alias and scopes default to settings."""
+
+    provider = serializers.CharField(required=False, max_length=64, help_text="A provider alias of the site.")
+    scopes = serializers.ListField(
+        child=serializers.CharField(max_length=32),
+        required=False,
+        max_length=8,
+        help_text="Checks to run; default: the alias's SCOPES.",
+    )
+    metadata = serializers.DictField(required=False, help_text="Any JSON object, kept with the session.")
+    next_url = serializers.CharField(
+        required=False, max_length=2048, help_text="Where to send the user after the flow (this site only)."
+    )
+
+    def validate_provider(self, value: str) -> str:
+        if value not in conf.providers():
+            raise serializers.ValidationError("Unknown provider.")
+        return value
+
+    def validate_metadata(self, value: dict) -> dict:
+        import json
+
+        if len(json.dumps(value, default=str)) > 4096:
+            raise serializers.ValidationError("At most 4 KiB of metadata.")
+        return value
+
+    def validate_next_url(self, value: str) -> str:
+        request = self.context.get("request")
+        hosts = {request.get_host()} if request else set(settings.ALLOWED_HOSTS)
+        if not url_has_allowed_host_and_scheme(
+            value, allowed_hosts=hosts, require_https=bool(request and request.is_secure())
+        ):
+            raise serializers.ValidationError("Must be a URL of this site.")
+        return value
+
+    def validate(self, attrs: dict) -> dict:
+        alias = attrs.get("provider") or conf.default_provider()
+        try:
+            backend = get_provider(alias)
+        except ConfigurationError:
+            raise serializers.ValidationError({"provider": ["This provider is not available."]}) from None
+        if "scopes" in attrs:
+            from ..exceptions import InvalidRequest
+
+            try:
+                attrs["scopes"] = backend.validate_scopes(attrs["scopes"])
+            except InvalidRequest as exc:
+                raise serializers.ValidationError({"scopes": [str(exc)]}) from None
+        return attrs
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every error the API answers (validation errors list the fields instead)."""
+
+    code = serializers.CharField()
+    detail = serializers.CharField()

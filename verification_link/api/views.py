@@ -1,0 +1,196 @@
+"""``/api/sessions/``: create, list own, retrieve, ``refresh``, ``cancel``.
+
+- Authenticated users only, with whatever authentication classes the site configured.
+- A user sees and acts on their own sessions; another user's answer 404 (not 403: even existence
+  is not disclosed). Staff with ``view_verificationsession`` see all; acting on someone else's
+  needs ``change_verificationsession``.
+- Throttled with the scope ``verification_link`` (``DEFAULT_THROTTLE_RATES["verification_link"]``,
+  else ``VERIFICATION_LINK["API_THROTTLE_RATE"]``).
+- Provider failures: unavailable → 503 with ``Retry-After``; refused → 502; each ``{code, detail}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import APIException, NotFound
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.throttling import ScopedRateThrottle
+
+from .. import conf, services
+from ..exceptions import (
+    InvalidRequest,
+    InvalidTransition,
+    ProviderAuthError,
+    ProviderError,
+    ProviderUnavailable,
+)
+from ..models import VerificationEvent, VerificationSession
+from .schema import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from .serializers import ErrorSerializer, SessionCreateSerializer, SessionSerializer
+
+Source = VerificationEvent.Source
+
+
+class ProviderUnavailableError(APIException):
+    status_code = 503
+    default_code = "provider_unavailable"
+    default_detail = "The verification provider is unavailable; try again later."
+
+
+class ProviderRefusedError(APIException):
+    status_code = 502
+    default_code = "provider_rejected"
+    default_detail = "The verification provider refused the request."
+
+
+class ConflictError(APIException):
+    status_code = 409
+    default_code = "invalid_transition"
+    default_detail = "Not possible in the session's current status."
+
+
+class VerificationLinkThrottle(ScopedRateThrottle):
+    """``ScopedRateThrottle`` whose rate falls back to our setting when the site defines none."""
+
+    scope_attr = "throttle_scope"
+
+    def get_rate(self) -> str | None:
+        rates = api_settings.DEFAULT_THROTTLE_RATES or {}
+        return rates.get(self.scope) or conf.get("API_THROTTLE_RATE")
+
+
+ERRORS = {
+    400: OpenApiResponse(description="Invalid input: the fields and their errors.") if OpenApiResponse else None,
+    401: ErrorSerializer,
+    403: ErrorSerializer,
+    404: ErrorSerializer,
+    429: ErrorSerializer,
+}
+PROVIDER_ERRORS = {502: ErrorSerializer, 503: ErrorSerializer}
+
+
+def _provider_error(exc: ProviderError) -> APIException:
+    if isinstance(exc, ProviderUnavailable) or exc.retryable:
+        error = ProviderUnavailableError()
+        error.wait = int(conf.get("API_RETRY_AFTER"))  # becomes the Retry-After header
+        return error
+    if isinstance(exc, ProviderAuthError):
+        return ProviderRefusedError(detail="The verification provider refused our credentials.", code="provider_auth")
+    return ProviderRefusedError()
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="The caller's sessions, newest first",
+        parameters=[OpenApiParameter("status", str, enum=VerificationSession.Status.values)]
+        if OpenApiParameter
+        else [],
+        responses={200: SessionSerializer(many=True), **ERRORS},
+    ),
+    retrieve=extend_schema(summary="One session", responses={200: SessionSerializer, **ERRORS}),
+)
+class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = SessionSerializer
+    permission_classes = [permissions.IsAuthenticated]
+    throttle_classes = [VerificationLinkThrottle]
+    throttle_scope = "verification_link"
+    lookup_value_regex = "[0-9a-fA-F-]{32,36}"
+
+    def get_exception_handler(self) -> Any:
+        return exception_handler
+
+    def get_queryset(self) -> QuerySet:
+        queryset = VerificationSession.objects.order_by("-created_at")
+        user = self.request.user
+        if not user.has_perm("verification_link.view_verificationsession"):
+            queryset = queryset.filter(user=user)
+        if self.action == "list":
+            status_filter = self.request.query_params.get("status")
+            if status_filter:
+                if status_filter not in VerificationSession.Status.values:
+                    raise serializers.ValidationError({"status": ["Not a status."]})
+                queryset = queryset.filter(status=status_filter)
+        return queryset
+
+    def get_object(self) -> VerificationSession:
+        try:
+            return super().get_object()
+        except Exception as exc:  # a malformed UUID is as unknown as a missing one
+            if isinstance(exc, APIException) and not isinstance(exc, NotFound):
+                raise
+            raise NotFound from None
+
+    def _actionable(self) -> VerificationSession:
+        session = self.get_object()
+        user = self.request.user
+        if session.user_id != user.pk and not user.has_perm("verification_link.change_verificationsession"):
+            raise NotFound  # staff who may only look, and everybody else
+        return session
+
+    @extend_schema(
+        summary="Start a session",
+        request=SessionCreateSerializer,
+        responses={201: SessionSerializer, **ERRORS, **PROVIDER_ERRORS},
+    )
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        form = SessionCreateSerializer(data=request.data, context={"request": request})
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        try:
+            session = services.start_verification(
+                user=request.user,
+                provider=data.get("provider"),
+                scopes=data.get("scopes"),
+                metadata=data.get("metadata"),
+                next_url=data.get("next_url"),
+                request=request._request,
+            )
+        except ProviderError as exc:
+            raise _provider_error(exc) from None
+        except InvalidRequest as exc:
+            raise serializers.ValidationError({"non_field_errors": [str(exc)]}) from None
+        return Response(self.get_serializer(session).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Ask the provider now", request=None, responses={200: SessionSerializer, **ERRORS, **PROVIDER_ERRORS}
+    )
+    @action(detail=True, methods=["post"])
+    def refresh(self, request: Request, pk: str | None = None) -> Response:
+        session = self._actionable()
+        try:
+            session = services.refresh_session(session, source=Source.API, by=request.user)
+        except ProviderError as exc:
+            raise _provider_error(exc) from None
+        return Response(self.get_serializer(session).data)
+
+    @extend_schema(
+        summary="Cancel an open session",
+        request=None,
+        responses={200: SessionSerializer, 409: ErrorSerializer, **ERRORS},
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        session = self._actionable()
+        try:
+            session = services.cancel_session(session, by=request.user, source=Source.API)
+        except InvalidTransition as exc:
+            raise ConflictError(detail=str(exc)) from None
+        return Response(self.get_serializer(session).data)
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's handler, with every non-validation error shaped ``{"code", "detail"}``."""
+    from rest_framework.views import exception_handler as drf_handler
+
+    response = drf_handler(exc, context)
+    if response is None or not isinstance(exc, APIException) or isinstance(exc, serializers.ValidationError):
+        return response
+    codes = exc.get_codes()
+    response.data = {"code": codes if isinstance(codes, str) else "error", "detail": str(exc.detail)}
+    return response
