@@ -38,6 +38,7 @@ from .exceptions import ConfigurationError, InvalidRequest, InvalidTransition, P
 from .models import VerificationEvent, VerificationSession
 from .providers import CreateRequest, StatusReport, get_provider, load_backend
 from .providers.base import scrub_nul
+from .results import redact
 
 logger = logging.getLogger("verification_link")
 
@@ -910,7 +911,7 @@ def purge_expired_data(*, now: datetime | None = None) -> int:
             if locked.purged_at is not None:
                 continue
             removed = sorted(key for key in sensitive if key in (locked.result or {}))
-            locked.result = {key: value for key, value in (locked.result or {}).items() if key not in sensitive}
+            locked.result = redact(locked.result, sensitive=False)
             locked.purged_at = now
             locked.save(update_fields=["result", "purged_at", "updated_at"])
             bodies = locked.events.exclude(body="", headers={}).update(body="", headers={}, body_truncated=False)

@@ -205,9 +205,33 @@ def return_view(request: HttpRequest, pk: Any) -> HttpResponse:
 # -- provider to server -----------------------------------------------------------------------------
 
 
-def _too_large(request: HttpRequest) -> bool:
+def _record(
+    request: HttpRequest, *, kind: str, provider: str, session: VerificationSession | None = None
+) -> tuple[VerificationEvent, JsonResponse | None]:
+    """Record an inbound request before judging it; the 413 answer when its body is too large (then
+    only the fact is kept: a body announced too large is not even read)."""
+    limit = int(conf.get("MAX_EVENT_BODY_BYTES"))
     length = request.headers.get("Content-Length", "")
-    return length.isdigit() and int(length) > int(conf.get("MAX_EVENT_BODY_BYTES"))
+    too_large = length.isdigit() and int(length) > limit
+    body = b"" if too_large else request.body
+    too_large = too_large or len(body) > limit
+    event = services.record_inbound(
+        request, kind=kind, provider=provider, body=body, session=session, error="body too large" if too_large else ""
+    )
+    return event, JsonResponse({"error": "body too large"}, status=413) if too_large else None
+
+
+def _json_object(event: VerificationEvent, body: bytes) -> tuple[dict[str, Any] | None, JsonResponse | None]:
+    """The body as a JSON object, or the 400 answer (recorded on the event)."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        services.judge_inbound(event, valid=False, error="malformed JSON")
+        return None, JsonResponse({"error": "malformed JSON"}, status=400)
+    if not isinstance(payload, dict):
+        services.judge_inbound(event, valid=False, error="JSON body is not an object")
+        return None, JsonResponse({"error": "JSON body must be an object"}, status=400)
+    return payload, None
 
 
 @csrf_exempt
@@ -222,33 +246,19 @@ def callback_view(request: HttpRequest, provider: str, secret: str) -> HttpRespo
     202 at once. 200 when the session is already final; 404 (generic) for an unknown provider or
     secret; 400 for a body that is not a JSON object; 413 above ``MAX_EVENT_BODY_BYTES``.
     """
-    if _too_large(request):
-        services.record_inbound(
-            request, kind=VerificationEvent.Kind.CALLBACK, provider=provider, body=b"", error="body too large"
-        )
-        return JsonResponse({"error": "body too large"}, status=413)
-    body = request.body
     # A NUL (%00 in the path) can name nothing, and PostgreSQL refuses it in a query parameter.
     known = "\x00" not in provider and "\x00" not in secret
     session = VerificationSession.objects.filter(provider=provider, callback_secret=secret).first() if known else None
-    event = services.record_inbound(
-        request, kind=VerificationEvent.Kind.CALLBACK, provider=provider, body=body, session=session
-    )
-    if len(body) > int(conf.get("MAX_EVENT_BODY_BYTES")):
-        services.judge_inbound(event, valid=False, error="body too large")
-        return JsonResponse({"error": "body too large"}, status=413)
+    event, refusal = _record(request, kind=VerificationEvent.Kind.CALLBACK, provider=provider, session=session)
+    if refusal:
+        return refusal
     if session is None:
         logger.warning("callback %s: unknown provider %r or secret", event.pk, provider[:64])
         services.judge_inbound(event, valid=False, error="unknown provider or secret")
         return JsonResponse({"error": "not found"}, status=404)
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        services.judge_inbound(event, valid=False, error="malformed JSON")
-        return JsonResponse({"error": "malformed JSON"}, status=400)
-    if not isinstance(payload, dict):
-        services.judge_inbound(event, valid=False, error="JSON body is not an object")
-        return JsonResponse({"error": "JSON body must be an object"}, status=400)
+    _payload, refusal = _json_object(event, request.body)  # the posted content is never applied
+    if refusal:
+        return refusal
     if session.is_final:
         services.judge_inbound(event, valid=True, processed=True)
         return JsonResponse({"status": "already final"}, status=200)
@@ -273,28 +283,19 @@ def webhook_view(request: HttpRequest, provider: str, secret: str | None = None)
         backend = None
     if backend is None or not backend.receives_webhooks:
         return JsonResponse({"error": "not found"}, status=404)
-    if _too_large(request):
-        services.record_inbound(
-            request, kind=VerificationEvent.Kind.WEBHOOK, provider=provider, body=b"", error="body too large"
-        )
-        return JsonResponse({"error": "body too large"}, status=413)
-    body = request.body
-    event = services.record_inbound(request, kind=VerificationEvent.Kind.WEBHOOK, provider=provider, body=body)
+    event, refusal = _record(request, kind=VerificationEvent.Kind.WEBHOOK, provider=provider)
+    if refusal:
+        return refusal
     try:
-        backend.webhook_verifier().verify(request.headers, body, path_secret=secret)
+        backend.webhook_verifier().verify(request.headers, request.body, path_secret=secret)
     except WebhookRefused as exc:
         logger.warning("webhook %s for %r refused: %s", event.pk, provider, exc.check)
         services.judge_inbound(event, valid=False, error=exc.check)
         return JsonResponse(
             {"error": "forbidden" if exc.status_code == 403 else "unauthorized"}, status=exc.status_code
         )
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        services.judge_inbound(event, valid=False, error="malformed JSON")
-        return JsonResponse({"error": "malformed JSON"}, status=400)
-    if not isinstance(payload, dict):
-        services.judge_inbound(event, valid=False, error="JSON body is not an object")
-        return JsonResponse({"error": "JSON body must be an object"}, status=400)
+    payload, refusal = _json_object(event, request.body)
+    if refusal:
+        return refusal
     outcome = services.process_webhook(event, backend, payload)
     return JsonResponse({"status": outcome}, status=200)
