@@ -7,7 +7,6 @@ exactly as the README's demo command runs it. Locally the tests skip when Chromi
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ from pathlib import Path
 
 import pytest
 import requests
+
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("VL_CHROMIUM", "/usr/bin/chromium")
@@ -44,12 +45,6 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(
                 pytest.mark.skip(reason=f"needs {', '.join(missing)} (apt-get install chromium zbar-tools)")
             )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class DemoSite:

@@ -10,12 +10,12 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
+from tests.servers import free_port, wait_for
 from verification_link.testing import OotoServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,26 +29,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "celery" in item.keywords:
             item.add_marker(pytest.mark.skip(reason="needs redis-server (apt-get install redis-server)"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(check, *, timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = check()
-        except Exception:
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 class Stack:

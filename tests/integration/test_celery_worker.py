@@ -5,7 +5,7 @@ import json
 import pytest
 import requests
 
-from .conftest import wait_for
+from tests.servers import wait_for
 
 pytestmark = pytest.mark.celery
 
