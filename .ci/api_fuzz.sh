@@ -117,30 +117,158 @@ for _ in $(seq 1 120); do
     sleep 0.5
 done
 [ "$code" = 200 ] || fail "$BASE/api/schema/ did not answer 200 (last: $code)"
-curl -fsS -o "$WORK/schema.yaml" "$BASE/api/schema/"
+curl -fsS -o "$WORK/schema.json" "$BASE/api/schema/?format=json"
 curl -fsS -o /dev/null -H "Authorization: Token $TOKEN" "$BASE/verify/api/sessions/" \
     || fail "the demo token is refused by GET /verify/api/sessions/"
 
 snapshot "$WORK/other-before.json"
 grep -q '"verification_link.verificationsession"' "$WORK/other-before.json" || fail "snapshot: no session of 'other'"
 
+
+# The fuzz run is not throttled (VL_API_THROTTLE above), so a 429 may never be seen: make sure the
+# schema documents one (application/json) for every operation all the same.
+"$PY" - "$WORK/schema.json" <<'PY' || fail "the schema does not document 429 for every API operation"
+import json, sys
+schema = json.load(open(sys.argv[1]))
+missing = [
+    f"{method.upper()} {path}"
+    for path, item in schema["paths"].items()
+    for method, op in item.items()
+    if method in ("get", "post", "put", "patch", "delete")
+    and "application/json" not in (op.get("responses", {}).get("429", {}).get("content") or {})
+]
+for label in missing:
+    print(f"api-fuzz: schema: no 429 (application/json) documented for {label}", file=sys.stderr)
+sys.exit(1 if missing else 0)
+PY
+
 ST=("$PY" -m schemathesis.cli)
+# Run from the temp dir: no schemathesis.toml of the cwd, no example database left behind.
+# --generation-with-security-parameters false: the real token is sent with every request; otherwise
+# schemathesis adds a random `sessionid` cookie (the schema's cookieAuth alternative) next to it and
+# then flags the 2xx the valid token earns as "API accepts invalid authentication" (ST401). The
+# ignored_auth check still runs: it replays 2xx requests without the token and with an invalid one.
 ST_COMMON=(
     --url "$BASE"
     --header "Authorization: Token $TOKEN"
     --checks all
+    --continue-on-failure
     --seed "$SEED"
     --workers 1
     --request-timeout 30
-    --max-response-time 30
+    --max-response-time 10
+    --generation-with-security-parameters false
     --generation-database none
     --no-color
-    --output-truncate false
 )
+SCHEMATHESIS_FAILED=()
 
-step "schemathesis run 1: every operation, --max-examples $MAX_EXAMPLES"
+step "schemathesis run 1: every operation, every check, --max-examples $MAX_EXAMPLES, seed $SEED"
+echo "+ schemathesis run $BASE/api/schema/ ${ST_COMMON[*]//$TOKEN/<token>} --max-examples $MAX_EXAMPLES" \
+    "--report ndjson --report-ndjson-path run-all.ndjson"
 rc=0
-(cd "$WORK" && "${ST[@]}" run "$BASE/api/schema/" "${ST_COMMON[@]}" \
-    --max-examples "$MAX_EXAMPLES" \
-    --report ndjson,junit --report-dir "$WORK/report-all") || rc=$?
-echo "schemathesis exit status: $rc"
+(cd "$WORK" && "${ST[@]}" run "$BASE/api/schema/" "${ST_COMMON[@]}" --max-examples "$MAX_EXAMPLES" \
+    --report ndjson --report-ndjson-path "$WORK/run-all.ndjson") || rc=$?
+[ $rc -eq 0 ] || SCHEMATHESIS_FAILED+=("run 1 (exit $rc)")
+
+# The operations on one session, as the demo user, on the other user's session: every answer must
+# be a 404 (or a 401/403/405 of a probe), and nothing of theirs may change.
+step "schemathesis run 2: GET/refresh/cancel on the other user's session $OTHER_ID"
+cat >"$WORK/other.toml" <<TOML
+[parameters]
+"path.id" = "$OTHER_ID"
+TOML
+echo "+ schemathesis --config-file other.toml run $BASE/api/schema/ ${ST_COMMON[*]//$TOKEN/<token>}" \
+    "--include-path-regex '\\{id\\}' --phases coverage,fuzzing --max-examples 30 --report ndjson ..."
+rc=0
+(cd "$WORK" && "${ST[@]}" --config-file "$WORK/other.toml" run "$BASE/api/schema/" "${ST_COMMON[@]}" \
+    --include-path-regex '\{id\}' --phases coverage,fuzzing --max-examples 30 \
+    --report ndjson --report-ndjson-path "$WORK/run-other.ndjson") || rc=$?
+[ $rc -eq 0 ] || SCHEMATHESIS_FAILED+=("run 2 (exit $rc)")
+
+step "the other user's sessions and events after the runs"
+snapshot "$WORK/other-after.json"
+OTHER_CHANGED=""
+if ! diff -u "$WORK/other-before.json" "$WORK/other-after.json"; then
+    OTHER_CHANGED=1
+fi
+
+step "summary"
+ANALYSIS_RC=0
+"$PY" - "$WORK/run-all.ndjson" "$WORK/run-other.ndjson" "$OTHER_ID" "$MIN_REQUESTS" "$WORK/server.log" \
+    >"$WORK/analysis.txt" <<'PY' || ANALYSIS_RC=$?
+"""Requests made and failures found, from schemathesis' NDJSON event streams."""
+import collections, json, re, sys
+
+all_path, other_path, other_id, min_requests, server_log = sys.argv[1:6]
+
+
+def scan(path):
+    requests, failures, statuses = 0, collections.Counter(), []
+    try:
+        lines = open(path, encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    for line in lines:
+        event = json.loads(line)
+        finished = event.get("ScenarioFinished")
+        if not finished:
+            continue
+        recorder = finished.get("recorder") or {}
+        for interaction in (recorder.get("interactions") or {}).values():
+            requests += 1
+            request, response = interaction.get("request") or {}, interaction.get("response") or {}
+            statuses.append((request.get("method"), request.get("uri", ""), response.get("status_code")))
+        for checks in (recorder.get("checks") or {}).values():
+            for check in checks:
+                if check.get("status") != "success":
+                    info = ((check.get("failure_info") or {}).get("failure")) or {}
+                    failures[(info.get("operation") or recorder.get("label"), info.get("code", "?"),
+                              info.get("title") or check["name"])] += 1
+    return requests, failures, statuses
+
+
+errors = []
+result_all = scan(all_path)
+result_other = scan(other_path)
+if result_all is None or result_other is None:
+    print("api-fuzz: a schemathesis NDJSON report is missing")
+    sys.exit(1)
+total = 0
+for name, (requests, failures, _) in (("run 1 (all operations)", result_all), ("run 2 (other's session)", result_other)):
+    total += requests
+    print(f"{name}: {requests} requests, {sum(failures.values())} failed checks")
+    for (operation, code, title), count in sorted(failures.items()):
+        print(f"    {code} {title}: {operation} (x{count})")
+if result_all[0] < int(min_requests):
+    errors.append(f"run 1 made {result_all[0]} requests, fewer than {min_requests}")
+# Run 2: the demo user must never get a 2xx (or a 5xx) on the other user's session.
+leaks = [(m, u, s) for m, u, s in result_other[2] if other_id in u and s is not None and (200 <= s < 300 or s >= 500)]
+for method, uri, status in leaks[:20]:
+    errors.append(f"demo user got {status} for {method} {uri} (the other user's session)")
+other_requests = sum(1 for _, u, _ in result_other[2] if other_id in u)
+if other_requests == 0:
+    errors.append("run 2 sent no request to the other user's session")
+seen = collections.Counter(s for _, u, s in result_other[2] if other_id in u)
+print(f"run 2: {other_requests} requests on the other user's session, statuses {dict(sorted(seen.items()))}")
+# Cross-check with the server's access log.
+served = sum(1 for line in open(server_log, errors="replace") if re.search(r'"[A-Z]+ /verify/api/', line))
+server_errors = sum(1 for line in open(server_log, errors="replace") if re.search(r'"[A-Z]+ /verify/api/[^"]*" 5\d\d ', line))
+print(f"server access log: {served} API requests, {server_errors} answered 5xx")
+print(f"TOTAL {total} {sum(sum(r[1].values()) for r in (result_all, result_other))}")
+for error in errors:
+    print(f"api-fuzz: {error}")
+sys.exit(1 if errors else 0)
+PY
+grep -v '^TOTAL ' "$WORK/analysis.txt"
+read -r _ REQUESTS FAILED_CHECKS < <(grep '^TOTAL ' "$WORK/analysis.txt" || echo "TOTAL 0 0")
+
+PROBLEMS=()
+[ ${#SCHEMATHESIS_FAILED[@]} -eq 0 ] || PROBLEMS+=("schemathesis failures in ${SCHEMATHESIS_FAILED[*]}")
+[ "$ANALYSIS_RC" -eq 0 ] || PROBLEMS+=("request count / other user's session checks (see above)")
+[ -z "$OTHER_CHANGED" ] || PROBLEMS+=("the other user's session or its events changed (diff above)")
+if [ -n "$OTHER_CHANGED" ]; then OTHER_STATE="CHANGED"; else OTHER_STATE="unchanged"; fi
+echo "api-fuzz: $REQUESTS requests, $FAILED_CHECKS failures, other user's session $OTHER_STATE"
+if [ ${#PROBLEMS[@]} -gt 0 ]; then
+    fail "$(IFS=';'; echo "${PROBLEMS[*]}")"
+fi

@@ -48,3 +48,17 @@ def test_nul_bytes_anywhere_are_refused_or_stored_safely(client, fake_ooto, user
     session = services.refresh_session(session)
     session.refresh_from_db()
     assert session.result["liveness"]["note"] == "a\ufffdb"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_record_survives_a_failure_under_atomic_requests(client, fake_ooto, user, monkeypatch):
+    """Sites with ATOMIC_REQUESTS: the callback is recorded in its own commit, before processing."""
+    from django.db import connection
+
+    monkeypatch.setitem(connection.settings_dict, "ATOMIC_REQUESTS", True)
+    session = services.start_verification(user=user)
+    fake_ooto.fail_next(RuntimeError("a bug below us"))
+    with pytest.raises(RuntimeError):
+        client.post(f"/verify/callback/ooto/{session.callback_secret}/", data=b"{}", content_type="application/json")
+    event = VerificationEvent.objects.get(kind="callback")
+    assert event.body == "{}" and event.session_id == session.pk

@@ -450,3 +450,49 @@ class TestValifyWebhookWithSecretPath(ValifyWebhookTests):
         assert self.send(session, self.payload(session), url="/verify/webhook/valify/").status_code == 401
         session.refresh_from_db()
         assert session.status == "CREATED"
+
+
+def test_kept_identity_data_is_hidden_from_staff_and_purged_at_retention(valify_api, user, settings, django_user_model):
+    from django.contrib.auth.models import Permission
+    from django.test import Client
+
+    providers = dict(settings.VERIFICATION_LINK["PROVIDERS"])
+    providers["valify"] = {**providers["valify"], "STORE_SENSITIVE": True}
+    settings.VERIFICATION_LINK = {**settings.VERIFICATION_LINK, "PROVIDERS": providers, "RETENTION_DAYS": 1}
+    session = start(user)
+    body = json.dumps({"session_token": session.token, "status": "success", "result": valify_result()}).encode()
+    headers = get_provider("valify").webhook_verifier().sign(body)
+    extra = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items()}
+    Client().post("/verify/webhook/valify/", data=body, content_type="application/json", **extra)
+    session.refresh_from_db()
+    assert session.result["ocr"]["national_id"] == "29901011234567"
+
+    reviewer = django_user_model.objects.create_user("rita", password="pw", is_staff=True)
+    reviewer.user_permissions.add(Permission.objects.get(codename="view_verificationsession"))
+    staff = Client()
+    staff.force_login(reviewer)
+    page = staff.get(f"/admin/verification_link/verificationsession/{session.pk}/change/").content.decode()
+    assert "29901011234567" not in page and "aGVsbG8=" not in page
+    assert "Ann Example" in page  # the rest of the OCR stays readable
+
+    VerificationSession.objects.filter(pk=session.pk).update(finished_at=timezone.now() - timedelta(days=2))
+    assert services.purge_expired_data() == 1
+    session.refresh_from_db()
+    assert "national_id" not in json.dumps(session.result) and "images" not in session.result
+    assert session.result["face_match"]["match"] is True
+
+
+def test_a_refused_webhook_logs_which_check_failed_never_the_secret(valify_api, user, caplog, client):
+    import logging
+
+    caplog.set_level(logging.INFO)
+    session = start(user)
+    body = json.dumps({"session_token": session.token, "status": "success"}).encode()
+    headers = get_provider("valify").webhook_verifier().sign(body)
+    headers["X-Valify-Signature"] = "0" * 64
+    extra = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items()}
+    assert (
+        client.post("/verify/webhook/valify/", data=body, content_type="application/json", **extra).status_code == 401
+    )
+    assert "signature in X-Valify-Signature does not match the body" in caplog.text
+    assert "whsec" not in caplog.text and session.token not in caplog.text

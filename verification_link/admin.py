@@ -444,9 +444,9 @@ class VerificationSessionAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("raw result"))
     def raw_result_redacted(self, obj: VerificationSession) -> str:
-        shown = redact(obj.result, sensitive=False)
+        shown = redact(obj.result, sensitive=False, provider=obj.provider)
         # Not even the names of the hidden parts: they say what kind of data the person gave.
-        note = format_html("<p>{}</p>", REDACTED) if len(shown) < len(obj.result or {}) else ""
+        note = format_html("<p>{}</p>", REDACTED) if shown != (obj.result or {}) else ""
         return self._folded(format_html("{}{}", note, pretty_json(shown)))
 
     @staticmethod
@@ -625,7 +625,7 @@ class VerificationSessionAdmin(admin.ModelAdmin):
                 "created_at": s.created_at.isoformat(),
                 "expires_at": s.expires_at and s.expires_at.isoformat(),
                 "finished_at": s.finished_at and s.finished_at.isoformat(),
-                "result": redact(s.result, sensitive=sensitive),
+                "result": redact(s.result, sensitive=sensitive, provider=s.provider),
             }
             for s in queryset.select_related("user").order_by("-created_at")
         ]

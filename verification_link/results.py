@@ -21,11 +21,18 @@ def can_view_sensitive(user: Any) -> bool:
     return bool(user and user.is_active and user.has_perm(SENSITIVE_PERMISSION))
 
 
-def redact(result: Mapping[str, Any] | None, *, sensitive: bool) -> dict[str, Any]:
-    """The result with ``SENSITIVE_RESULT_KEYS`` removed, unless ``sensitive`` may be shown."""
+def redact(result: Mapping[str, Any] | None, *, sensitive: bool, provider: str | None = None) -> dict[str, Any]:
+    """The result without its sensitive parts, unless ``sensitive`` may be shown: the provider
+    alias's own notion of them (``BaseProvider.sensitive_parts_removed``) when it is configured, else
+    ``SENSITIVE_RESULT_KEYS``."""
     result = dict(result or {})
     if sensitive:
         return result
+    if provider:
+        try:
+            return get_provider(provider).sensitive_parts_removed(result)
+        except ConfigurationError:
+            pass  # an alias since removed from settings: the generic keys still apply
     hidden = set(conf.get("SENSITIVE_RESULT_KEYS") or ())
     return {key: value for key, value in result.items() if key not in hidden}
 

@@ -902,7 +902,6 @@ def purge_expired_data(*, now: datetime | None = None) -> int:
     and timestamps stay for audit. Each scrub is recorded (``purged`` event); returns how many."""
     now = now or timezone.now()
     cutoff = now - timedelta(days=int(conf.get("RETENTION_DAYS")))
-    sensitive = list(conf.get("SENSITIVE_RESULT_KEYS") or ())
     due = VerificationSession.objects.filter(finished_at__lt=cutoff, purged_at__isnull=True)
     purged = 0
     for pk in due.values_list("pk", flat=True).order_by("finished_at"):
@@ -910,8 +909,9 @@ def purge_expired_data(*, now: datetime | None = None) -> int:
             locked = _lock(pk)
             if locked.purged_at is not None:
                 continue
-            removed = sorted(key for key in sensitive if key in (locked.result or {}))
-            locked.result = redact(locked.result, sensitive=False)
+            before = locked.result or {}
+            locked.result = redact(before, sensitive=False, provider=locked.provider)
+            removed = sorted(key for key in before if key not in locked.result or locked.result[key] != before[key])
             locked.purged_at = now
             locked.save(update_fields=["result", "purged_at", "updated_at"])
             bodies = locked.events.exclude(body="", headers={}).update(body="", headers={}, body_truncated=False)

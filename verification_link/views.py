@@ -13,6 +13,7 @@ from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -237,6 +238,7 @@ def _json_object(event: VerificationEvent, body: bytes) -> tuple[dict[str, Any] 
 @csrf_exempt
 @login_not_required
 @require_POST
+@transaction.non_atomic_requests  # the record must be committed before anything else can fail
 def callback_view(request: HttpRequest, provider: str, secret: str) -> HttpResponse:
     """The OOTO-style per-session callback: unsigned, so only a hint.
 
@@ -270,6 +272,7 @@ def callback_view(request: HttpRequest, provider: str, secret: str) -> HttpRespo
 @csrf_exempt
 @login_not_required
 @require_POST
+@transaction.non_atomic_requests  # the record must be committed before anything else can fail
 def webhook_view(request: HttpRequest, provider: str, secret: str | None = None) -> HttpResponse:
     """Account-level webhooks of a provider alias (Valify); 404 for aliases without webhooks.
 

@@ -267,6 +267,13 @@ class BaseProvider:
         """Per requested scope: passed (True), failed (False), or unknown (None, e.g. missing)."""
         return dict.fromkeys(scopes)
 
+    def sensitive_parts_removed(self, result: Mapping[str, Any]) -> dict[str, Any]:
+        """``result`` without its biometric / special-category parts: ``SENSITIVE_RESULT_KEYS`` at the
+        top level, plus whatever else the provider knows to be sensitive. Used to hide them from staff
+        without the permission and to scrub them at retention."""
+        hidden = set(conf.get("SENSITIVE_RESULT_KEYS") or ())
+        return {key: value for key, value in result.items() if key not in hidden}
+
     def webhook_verifier(self) -> WebhookVerifier:
         """This alias's webhook authentication (its own secrets: several accounts stay apart)."""
         return WebhookVerifier(self.alias, self._config, self.webhook_defaults)

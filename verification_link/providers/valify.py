@@ -192,6 +192,11 @@ class ValifyProvider(BaseProvider):
             raw_status=str(raw_status)[:64] if raw_status is not None else "",
         )
 
+    def sensitive_parts_removed(self, result: Mapping[str, Any]) -> dict[str, Any]:
+        """Also identity numbers and images, at any depth (kept only with ``STORE_SENSITIVE``)."""
+        fields = SENSITIVE_FIELDS | frozenset(self.setting("SENSITIVE_FIELDS") or ())
+        return _without(super().sensitive_parts_removed(result), fields)
+
     def scope_outcomes(self, scopes: Iterable[str], result: Mapping[str, Any]) -> dict[str, bool | None]:
         """Valify sessions have no scopes: the checks are the parts of the result the flow produced
         (face match, liveness, OTPs); none at all is "unknown", so a DONE goes to review."""
