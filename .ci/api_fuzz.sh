@@ -13,14 +13,14 @@
 # not document, ...), on fewer requests than VL_FUZZ_MIN_REQUESTS (500), or on any change to the
 # other user's sessions or their events.
 #
-# Env: VL_FUZZ_SEED (default 20240611), VL_FUZZ_MAX_EXAMPLES (per operation and phase, default 50),
+# Env: VL_FUZZ_SEED (default 20240611), VL_FUZZ_MAX_EXAMPLES (per operation and phase, default 60),
 # VL_FUZZ_MIN_REQUESTS (default 500), VL_KEEP_TMP=1 keeps the temp dir (reports, server log).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 PY="${1:-${PYTHON:-python3}}"
 SEED="${VL_FUZZ_SEED:-20240611}"
-MAX_EXAMPLES="${VL_FUZZ_MAX_EXAMPLES:-50}"
+MAX_EXAMPLES="${VL_FUZZ_MAX_EXAMPLES:-60}"
 MIN_REQUESTS="${VL_FUZZ_MIN_REQUESTS:-500}"
 
 export PYTHONUNBUFFERED=1
@@ -75,25 +75,21 @@ step "schemathesis $ST_VERSION, $("$PY" --version 2>&1), site $BASE, temp $WORK"
 
 step "demo --setup-only, user 'other' with a session of their own"
 "${MANAGE[@]}" demo --setup-only
-"${MANAGE[@]}" shell --verbosity 0 -c '
+# Their session is a plain row (no provider call): the server is not up yet, and nothing needs more.
+OTHER_ID="" TOKEN=""
+read -r OTHER_ID TOKEN < <("${MANAGE[@]}" shell --verbosity 0 -c '
 from django.contrib.auth import get_user_model
+from rest_framework.authtoken.models import Token
 from verification_link.models import VerificationEvent, VerificationSession
 other, _ = get_user_model().objects.get_or_create(username="other", defaults={"email": "other@example.com"})
 session = VerificationSession.objects.create(
     user=other, provider="sandbox", status="IN_PROGRESS", scopes=["liveness"],
     url="https://example.invalid/flow/x", token="tok-other", external_id="ext-other", metadata={"owner": "other"},
 )
-VerificationEvent.objects.create(session=session, provider="sandbox", kind="created", new_status="IN_PROGRESS")
-print(f"other user session {session.pk}")
-'
-OTHER_ID="$("${MANAGE[@]}" shell --verbosity 0 -c '
-from verification_link.models import VerificationSession
-print(VerificationSession.objects.get(user__username="other").pk)
-')"
-TOKEN="$("${MANAGE[@]}" shell --verbosity 0 -c '
-from rest_framework.authtoken.models import Token
-print(Token.objects.get(user__username="demo").key)
-')"
+VerificationEvent.objects.create(session=session, provider="sandbox", kind=VerificationEvent.Kind.CREATED, new_status="IN_PROGRESS")
+print(session.pk, Token.objects.get(user__username="demo").key)
+' | tail -n 1) || true
+echo "other user's session: $OTHER_ID"
 [ -n "$TOKEN" ] && [ -n "$OTHER_ID" ] || fail "no demo token or no session of the other user"
 
 # Everything about the other user's sessions, and every event on them, as JSON.
@@ -124,7 +120,6 @@ curl -fsS -o /dev/null -H "Authorization: Token $TOKEN" "$BASE/verify/api/sessio
 snapshot "$WORK/other-before.json"
 grep -q '"verification_link.verificationsession"' "$WORK/other-before.json" || fail "snapshot: no session of 'other'"
 
-
 # The fuzz run is not throttled (VL_API_THROTTLE above), so a 429 may never be seen: make sure the
 # schema documents one (application/json) for every operation all the same.
 "$PY" - "$WORK/schema.json" <<'PY' || fail "the schema does not document 429 for every API operation"
@@ -148,10 +143,15 @@ ST=("$PY" -m schemathesis.cli)
 # schemathesis adds a random `sessionid` cookie (the schema's cookieAuth alternative) next to it and
 # then flags the 2xx the valid token earns as "API accepts invalid authentication" (ST401). The
 # ignored_auth check still runs: it replays 2xx requests without the token and with an invalid one.
+# positive_data_acceptance is left out: which scopes a create body may name depends on the provider
+# it names (Valify takes none, OOTO at least one), which one flat schema cannot state, so some
+# schema-valid bodies are rightly refused with a 400 that lists the field. Everything the issue asks
+# to fail on stays: 5xx, any response the schema does not describe, any change to another user's data.
 ST_COMMON=(
     --url "$BASE"
     --header "Authorization: Token $TOKEN"
     --checks all
+    --exclude-checks positive_data_acceptance
     --continue-on-failure
     --seed "$SEED"
     --workers 1
@@ -249,8 +249,8 @@ leaks = [
     for m, u, s in result_other[2]
     if other_id in u and m != "OPTIONS" and s is not None and (200 <= s < 300 or s >= 500)
 ]
-for method, uri, status in leaks[:20]:
-    errors.append(f"demo user got {status} for {method} {uri} (the other user's session)")
+for (method, uri, status), count in sorted(collections.Counter(leaks).items()):
+    errors.append(f"demo user got {status} for {method} {uri} (the other user's session) x{count}")
 other_requests = sum(1 for _, u, _ in result_other[2] if other_id in u)
 if other_requests == 0:
     errors.append("run 2 sent no request to the other user's session")
@@ -260,6 +260,8 @@ print(f"run 2: {other_requests} requests on the other user's session, statuses {
 served = sum(1 for line in open(server_log, errors="replace") if re.search(r'"[A-Z]+ /verify/api/', line))
 server_errors = sum(1 for line in open(server_log, errors="replace") if re.search(r'"[A-Z]+ /verify/api/[^"]*" 5\d\d ', line))
 print(f"server access log: {served} API requests, {server_errors} answered 5xx")
+if server_errors:
+    errors.append(f"the server answered {server_errors} API requests with a 5xx (server log)")
 # A failure: one (operation, check) pair that failed, however many generated cases hit it.
 print(f"TOTAL {total} {sum(len(r[1]) for r in (result_all, result_other))}")
 for error in errors:
@@ -267,14 +269,14 @@ for error in errors:
 sys.exit(1 if errors else 0)
 PY
 grep -v '^TOTAL ' "$WORK/analysis.txt"
-read -r _ REQUESTS FAILED_CHECKS < <(grep '^TOTAL ' "$WORK/analysis.txt" || echo "TOTAL 0 0")
+read -r _ REQUESTS FAILURES < <(grep '^TOTAL ' "$WORK/analysis.txt" || echo "TOTAL 0 0")
 
 PROBLEMS=()
 [ ${#SCHEMATHESIS_FAILED[@]} -eq 0 ] || PROBLEMS+=("schemathesis failures in ${SCHEMATHESIS_FAILED[*]}")
 [ "$ANALYSIS_RC" -eq 0 ] || PROBLEMS+=("request count / other user's session checks (see above)")
 [ -z "$OTHER_CHANGED" ] || PROBLEMS+=("the other user's session or its events changed (diff above)")
 if [ -n "$OTHER_CHANGED" ]; then OTHER_STATE="CHANGED"; else OTHER_STATE="unchanged"; fi
-echo "api-fuzz: $REQUESTS requests, $FAILED_CHECKS failures, other user's session $OTHER_STATE"
+echo "api-fuzz: $REQUESTS requests, $FAILURES failures, other user's session $OTHER_STATE"
 if [ ${#PROBLEMS[@]} -gt 0 ]; then
-    fail "$(IFS=';'; echo "${PROBLEMS[*]}")"
+    fail "$(printf '%s; ' "${PROBLEMS[@]}" | sed 's/; $//')"
 fi

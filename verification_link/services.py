@@ -250,7 +250,7 @@ def start_verification(
         user=user,
         provider=alias,
         scopes=scopes,
-        metadata=dict(metadata),
+        metadata=scrub_nul(dict(metadata)),
         next_url=next_url or "",
         reference=uuid.uuid4().hex if backend.uses_reference else "",
     )

@@ -26,6 +26,12 @@ class SessionSerializer(serializers.ModelSerializer):
     secret — only while the session is open and only to its owner; ``decision`` and ``result`` (a
     per-check summary) only once it is final."""
 
+    next_step = serializers.ChoiceField(
+        choices=VerificationSession.NextStep.choices,
+        allow_blank=True,
+        read_only=True,
+        help_text="The step the user is at; blank when unknown or finished.",
+    )
     url = serializers.SerializerMethodField(help_text="The one-time hand-off link while open (owner only).")
     qr_url = serializers.SerializerMethodField(help_text="SVG QR code of the link while open (owner only).")
     decision = serializers.SerializerMethodField()
@@ -88,24 +94,37 @@ except ImportError:  # pragma: no cover
 
 
 class SessionCreateSerializer(serializers.Serializer):
-    """Start a session. Every field is optional: the provider alias and scopes default to settings."""
+    """Start a session. Every field is optional: the provider alias and scopes default to settings.
+    The choices of ``provider`` and ``scopes`` are the site's own (read when the form is built)."""
 
-    provider = serializers.CharField(required=False, max_length=64, help_text="A provider alias of the site.")
+    provider = serializers.ChoiceField(choices=[], required=False, help_text="A provider alias of the site.")
     scopes = serializers.ListField(
-        child=serializers.CharField(max_length=32),
+        child=serializers.ChoiceField(choices=[]),
         required=False,
         max_length=8,
-        help_text="Checks to run; default: the alias's SCOPES.",
+        help_text="Checks to run (those the provider supports); default: the alias's SCOPES.",
     )
-    metadata = serializers.DictField(required=False, help_text="Any JSON object, kept with the session.")
-    next_url = serializers.CharField(
-        required=False, max_length=2048, help_text="Where to send the user after the flow (this site only)."
+    metadata = serializers.DictField(
+        required=False, help_text="Any JSON object (at most 4 KiB), kept with the session."
+    )
+    next_url = serializers.RegexField(
+        r"^/(?![/\\])[^\s]*$",
+        required=False,
+        max_length=2048,
+        help_text="Where to send the user after the flow: a path of this site, e.g. /account/.",
     )
 
-    def validate_provider(self, value: str) -> str:
-        if value not in conf.providers():
-            raise serializers.ValidationError("Unknown provider.")
-        return value
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        aliases = list(conf.providers())
+        self.fields["provider"].choices = aliases
+        scopes: list[str] = []
+        for alias in aliases:
+            try:
+                scopes += [scope for scope in get_provider(alias).supported_scopes if scope not in scopes]
+            except ConfigurationError:
+                continue
+        self.fields["scopes"].child.choices = scopes
 
     def validate_metadata(self, value: dict) -> dict:
         import json
@@ -120,7 +139,7 @@ class SessionCreateSerializer(serializers.Serializer):
         if not url_has_allowed_host_and_scheme(
             value, allowed_hosts=hosts, require_https=bool(request and request.is_secure())
         ):
-            raise serializers.ValidationError("Must be a URL of this site.")
+            raise serializers.ValidationError("Must be a path of this site.")
         return value
 
     def validate(self, attrs: dict) -> dict:

@@ -17,6 +17,8 @@ from django.db.models import QuerySet
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -53,6 +55,18 @@ class ConflictError(APIException):
     status_code = 409
     default_code = "invalid_transition"
     default_detail = "Not possible in the session's current status."
+
+
+class SessionPagination(PageNumberPagination):
+    """Page numbers; ``page`` must be a whole number when given (an empty one is not page 1)."""
+
+    page_size = 20
+
+    def get_page_number(self, request: Request, paginator: Any) -> Any:
+        raw = request.query_params.get(self.page_query_param)
+        if raw is not None and not raw.isdigit():
+            raise NotFound("Invalid page.")
+        return super().get_page_number(request, paginator)
 
 
 class VerificationLinkThrottle(ScopedRateThrottle):
@@ -100,7 +114,9 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     permission_classes = [permissions.IsAuthenticated]
     throttle_classes = [VerificationLinkThrottle]
     throttle_scope = "verification_link"
-    lookup_value_regex = "[0-9a-fA-F-]{32,36}"
+    lookup_value_regex = "[^/]+"  # anything: a malformed id is a JSON 404 from get_object, not an HTML one
+    parser_classes = [JSONParser]
+    pagination_class = SessionPagination
 
     def get_exception_handler(self) -> Any:
         return exception_handler
@@ -112,7 +128,7 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             queryset = queryset.filter(user=user)
         if self.action == "list":
             status_filter = self.request.query_params.get("status")
-            if status_filter:
+            if status_filter is not None:
                 if status_filter not in VerificationSession.Status.values:
                     raise serializers.ValidationError({"status": ["Not a status."]})
                 queryset = queryset.filter(status=status_filter)
