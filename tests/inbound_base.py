@@ -40,6 +40,11 @@ class InboundEndpointContract:
     def complete_at_provider(self, session) -> None:
         """Make the provider's own answer say DONE, where the app asks it."""
 
+    def done_with_note(self, session, note: str) -> dict:
+        """A DONE report whose result holds ``note`` at ``result["liveness"]["note"]``: the body to
+        send, and the provider's own answer where the app asks it."""
+        raise NotImplementedError
+
     # -- helpers -----------------------------------------------------------------------------------
 
     @pytest.fixture(autouse=True)
@@ -97,7 +102,23 @@ class InboundEndpointContract:
         assert self.send(session, self.payload(session), method=method).status_code == 405
         assert self.state() == before
 
-    @pytest.mark.parametrize("body", [b"{not json", b"\xff\xfe\x00", b"", b"[1, 2]", b'"DONE"', b"null", b"42"])
+    @pytest.mark.parametrize(
+        "body",
+        [
+            b"{not json",
+            b"\xff\xfe\x00",
+            b"",
+            b"[1, 2]",
+            b'"DONE"',
+            b"null",
+            b"42",
+            b'{"status": NaN}',  # not JSON; PostgreSQL's jsonb refuses it
+            b'{"a": Infinity}',
+            b"[" * 10_000 + b"]" * 10_000,  # json raises RecursionError, not ValueError, on these
+            b'{"a":' * 5_000 + b"1" + b"}" * 5_000,
+        ],
+        ids=lambda body: repr(body[:16]),
+    )
     def test_bodies_that_are_not_json_objects_are_400_and_recorded(self, body):
         session = self.make_session()
         before = self.state()
@@ -107,6 +128,19 @@ class InboundEndpointContract:
         assert self.state() == before
         event = self.recorded().get()
         assert event.valid is False and event.error
+
+    def test_text_no_database_stores_is_accepted_and_stored_replaced(self, django_capture_on_commit_callbacks):
+        # A lone surrogate ("\\ud800") is valid JSON text but no UTF-8 encodes it; NUL is refused by
+        # PostgreSQL. Either, anywhere in the body, must not turn into a 500.
+        session = self.make_session()
+        body = self.done_with_note(session, "lone \ud800 surrogate, NUL \x00")
+        with django_capture_on_commit_callbacks(execute=True):
+            response = self.send(session, body)
+        assert response.status_code in self.accepted_statuses, response.content
+        session.refresh_from_db()
+        assert session.status == "DONE"
+        assert session.result["liveness"]["note"] == "lone \ufffd surrogate, NUL \ufffd"
+        assert self.recorded().get().valid is True
 
     def test_a_5_mb_body_is_413_and_changes_nothing(self):
         session = self.make_session()

@@ -306,3 +306,13 @@ def test_the_list_stays_cheap_whatever_the_table(admin_client, monkeypatch):
     assert "created_at__month=12" in year
     month = admin_client.get(LIST, {"created_at__year": "2026", "created_at__month": "2"}).content.decode()
     assert "created_at__day=28" in month and "created_at__day=29" not in month
+
+
+@pytest.mark.parametrize("page", [LIST, EVENTS])
+@pytest.mark.parametrize("query", ["status=%00", "provider=%00", "decision=a%00", "kind=%00", "q=%00", "%00=1"])
+def test_a_nul_in_the_query_string_is_a_400_not_a_database_error(admin_client, page, query):
+    # Django's choice filters pass the value straight to the database; PostgreSQL refuses NUL.
+    VerificationSessionFactory()
+    response = admin_client.get(f"{page}?{query}")
+    assert response.status_code == 400
+    assert b"NUL" in response.content

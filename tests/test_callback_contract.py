@@ -35,6 +35,10 @@ class TestOotoCallback(InboundEndpointContract):
     def complete_at_provider(self, session):
         self.fake.complete(session)  # the callback body is never applied: the app asks the provider
 
+    def done_with_note(self, session, note):
+        self.fake.advance(session, "DONE", result={"liveness": {"fine": True, "note": note}})
+        return self.fake.status_body(session)
+
 
 @pytest.mark.django_db
 def test_nul_bytes_anywhere_are_refused_or_stored_safely(client, fake_ooto, user):

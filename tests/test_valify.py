@@ -296,6 +296,11 @@ class ValifyWebhookTests(InboundEndpointContract):
     def headers_for(self, session, body):
         return get_provider(self.alias).webhook_verifier().sign(body)
 
+    def done_with_note(self, session, note):
+        result = valify_result()
+        result["liveness"]["note"] = note
+        return self.payload(session, result=result)
+
 
 class TestValifyWebhook(ValifyWebhookTests):
     def test_refused_requests_are_recorded_and_change_nothing(self):

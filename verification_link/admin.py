@@ -26,7 +26,7 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count, Q, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -39,6 +39,7 @@ from django.utils.translation import ngettext
 
 from . import conf, services
 from .exceptions import InvalidTransition, ProviderError
+from .jsonbody import parse_json
 from .models import VerificationEvent, VerificationSession
 from .qr import qr_svg
 from .results import REDACTED, can_view_sensitive, check_rows, quality_checks, redact
@@ -76,7 +77,7 @@ def pretty_json(value: Any) -> str:
 
 def pretty_body(body: str) -> str:
     try:
-        return pretty_json(json.loads(body))
+        return pretty_json(parse_json(body))
     except ValueError:
         return format_html('<pre style="white-space:pre-wrap">{}</pre>', body)
 
@@ -156,6 +157,16 @@ ACTIONS = {
 # -- what keeps the list fast at any size --------------------------------------------------------------
 
 
+class RefusesNulParameters:
+    """A 400 for a list URL with a NUL in its query string: Django's list filters hand
+    ``?status=%00`` straight to the database, and PostgreSQL refuses NUL in a parameter (a 500)."""
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        if any("\x00" in key or any("\x00" in value for value in values) for key, values in request.GET.lists()):
+            return HttpResponseBadRequest(_("A query parameter contains a NUL character."))
+        return super().changelist_view(request, extra_context)  # type: ignore[misc]
+
+
 class ProviderFilter(admin.SimpleListFilter):
     """Providers from settings, not ``SELECT DISTINCT provider`` over the whole table."""
 
@@ -217,7 +228,7 @@ def month_links(request: HttpRequest, field: str) -> dict[str, Any]:
 
 
 @admin.register(VerificationSession)
-class VerificationSessionAdmin(admin.ModelAdmin):
+class VerificationSessionAdmin(RefusesNulParameters, admin.ModelAdmin):
     list_display = (
         "short_id",
         "user",
@@ -638,7 +649,7 @@ class VerificationSessionAdmin(admin.ModelAdmin):
 
 
 @admin.register(VerificationEvent)
-class VerificationEventAdmin(admin.ModelAdmin):
+class VerificationEventAdmin(RefusesNulParameters, admin.ModelAdmin):
     list_display = (
         "created_at",
         "kind",

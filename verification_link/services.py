@@ -37,7 +37,7 @@ from . import conf, signals
 from .exceptions import ConfigurationError, InvalidRequest, InvalidTransition, ProviderError
 from .models import VerificationEvent, VerificationSession
 from .providers import CreateRequest, StatusReport, get_provider, load_backend
-from .providers.base import scrub_nul
+from .providers.base import storable
 from .results import redact
 
 logger = logging.getLogger("verification_link")
@@ -250,7 +250,7 @@ def start_verification(
         user=user,
         provider=alias,
         scopes=scopes,
-        metadata=scrub_nul(dict(metadata)),
+        metadata=storable(dict(metadata)),
         next_url=next_url or "",
         reference=uuid.uuid4().hex if backend.uses_reference else "",
     )
@@ -546,12 +546,12 @@ def record_inbound(
     limit = int(conf.get("MAX_EVENT_BODY_BYTES"))
     return VerificationEvent.objects.create(
         session=session,
-        provider=scrub_nul(provider[:64]),
+        provider=storable(provider[:64]),
         kind=kind,
         source=kind,
-        body=scrub_nul(body[:limit].decode("utf-8", errors="replace")),
+        body=storable(body[:limit].decode("utf-8", errors="replace")),
         body_truncated=len(body) > limit,
-        headers={name: scrub_nul(request.headers[name][:512]) for name in RECORDED_HEADERS if name in request.headers},
+        headers={name: storable(request.headers[name][:512]) for name in RECORDED_HEADERS if name in request.headers},
         remote_addr=request.META.get("REMOTE_ADDR") or None,
         valid=False if error else None,
         error=error,

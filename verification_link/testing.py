@@ -176,7 +176,7 @@ class OotoEmulator:
             raw = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
             try:
                 payload = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):
                 payload = raw
         if self.record:
             with self._lock:

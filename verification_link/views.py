@@ -7,7 +7,6 @@ results are secrets, and a 404 does not even confirm that a session exists. Staf
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from typing import Any
 
@@ -26,6 +25,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from . import conf, services, tasks
 from .exceptions import ConfigurationError, InvalidRequest, ProviderError, ProviderUnavailable
+from .jsonbody import parse_json
 from .models import VerificationEvent, VerificationSession
 from .providers import get_provider
 from .qr import qr_svg
@@ -225,7 +225,7 @@ def _record(
 def _json_object(event: VerificationEvent, body: bytes) -> tuple[dict[str, Any] | None, JsonResponse | None]:
     """The body as a JSON object, or the 400 answer (recorded on the event)."""
     try:
-        payload = json.loads(body)
+        payload = parse_json(body)
     except ValueError:
         services.judge_inbound(event, valid=False, error="malformed JSON")
         return None, JsonResponse({"error": "malformed JSON"}, status=400)

@@ -16,7 +16,7 @@ from typing import Any
 from django.db.models import QuerySet
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, NotFound
+from rest_framework.exceptions import APIException, NotFound, ParseError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
@@ -55,6 +55,20 @@ class ConflictError(APIException):
     status_code = 409
     default_code = "invalid_transition"
     default_detail = "Not possible in the session's current status."
+
+
+class StrictJSONParser(JSONParser):
+    """DRF's JSON parser, strict whatever the site's ``STRICT_JSON`` (``NaN`` would reach ``jsonb``),
+    and a 400 — not a 500 — for nesting deeper than the recursion limit (``json`` raises
+    ``RecursionError`` there, which DRF does not catch)."""
+
+    strict = True
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise ParseError("JSON parse error - nested too deeply") from None
 
 
 class SessionPagination(PageNumberPagination):
@@ -115,7 +129,7 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     throttle_classes = [VerificationLinkThrottle]
     throttle_scope = "verification_link"
     lookup_value_regex = "[^/]+"  # anything: a malformed id is a JSON 404 from get_object, not an HTML one
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
     pagination_class = SessionPagination
 
     def get_exception_handler(self) -> Any:

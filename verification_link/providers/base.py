@@ -7,6 +7,7 @@ touches the database. Adding a provider means one module with one subclass; noth
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +29,7 @@ from ..exceptions import (
     ProviderRejected,
     ProviderUnavailable,
 )
+from ..jsonbody import parse_json
 from ..webhooks import WebhookVerifier
 
 if TYPE_CHECKING:
@@ -36,15 +38,27 @@ if TYPE_CHECKING:
 logger = logging.getLogger("verification_link.providers")
 
 
-def scrub_nul(value: Any) -> Any:
-    """``value`` with NUL characters replaced (U+FFFD), at any depth: PostgreSQL stores no NUL in
-    text or ``jsonb``, and a provider's answer must not be able to turn into a database error."""
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def storable(value: Any) -> Any:
+    """``value`` with what PostgreSQL cannot store replaced by U+FFFD, at any depth: NUL characters
+    (refused in text and ``jsonb``) and lone surrogates (JSON's ``"\\ud800"`` decodes to one; no
+    UTF-8 encodes it). Outside input — a provider's answer, a webhook, a site's metadata — must not
+    be able to turn into a database error."""
     if isinstance(value, str):
-        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+        if "\x00" in value:
+            value = value.replace("\x00", "\ufffd")
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                value = _LONE_SURROGATE.sub("\ufffd", value)
+        return value
     if isinstance(value, Mapping):
-        return {scrub_nul(key): scrub_nul(item) for key, item in value.items()}
+        return {storable(key): storable(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [scrub_nul(item) for item in value]
+        return [storable(item) for item in value]
     return value
 
 
@@ -334,7 +348,7 @@ class BaseProvider:
     def decode(self, response: requests.Response, operation: str) -> Any:
         status = response.status_code
         try:
-            body = response.json()
+            body = parse_json(response.content) if response.content else None
         except ValueError:
             body = None
         if status in (401, 403):

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..models import VerificationSession
-from .base import BaseProvider, CreatedSession, CreateRequest, StatusReport, scrub_nul
+from .base import BaseProvider, CreatedSession, CreateRequest, StatusReport, storable
 
 Status = VerificationSession.Status
 NextStep = VerificationSession.NextStep
@@ -107,7 +107,7 @@ class OotoProvider(BaseProvider):
             status=status,
             next_step=next_step,
             expires_at=self.parse_timestamp(body.get("expiresAt"), operation, "expiresAt"),
-            result=scrub_nul(dict(result)),
+            result=storable(dict(result)),
         )
 
     def scope_outcomes(self, scopes: Iterable[str], result: Mapping[str, Any]) -> dict[str, bool | None]:

@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from ..models import VerificationSession
 from ..webhooks import WebhookVerifier
-from .base import BaseProvider, CreatedSession, CreateRequest, StatusReport, WebhookReport, scrub_nul
+from .base import BaseProvider, CreatedSession, CreateRequest, StatusReport, WebhookReport, storable
 
 Status = VerificationSession.Status
 
@@ -164,7 +164,7 @@ class ValifyProvider(BaseProvider):
     # -- webhooks -------------------------------------------------------------------------------------
 
     def parse_webhook(self, payload: Mapping[str, Any]) -> WebhookReport:
-        payload = scrub_nul(payload)
+        payload = storable(payload)
         token_fields = self.setting("WEBHOOK_TOKEN_FIELDS") or ("session_token", "token")
         token = next((str(payload[f]) for f in token_fields if isinstance(payload.get(f), (str, int))), "")
         reference_field = self.setting("WEBHOOK_REFERENCE_FIELD") or "reference_id"

@@ -19,11 +19,6 @@ class HttpResponseSeeOther(HttpResponseRedirect):
     status_code = 303
 
 
-def reject_json_constant(name: str) -> Any:
-    """``parse_constant`` for ``json.loads``: NaN and Infinity are not JSON (PostgreSQL's jsonb refuses them)."""
-    raise ValueError(f"invalid JSON constant {name}")
-
-
 def is_http_url(value: Any) -> bool:
     """Whether ``value`` is an absolute http(s) URL the sandbox may store and redirect to.
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import datetime
 import hmac
-import json
 import logging
 import uuid
 from typing import Any
@@ -49,9 +48,10 @@ from django.utils.translation import gettext_lazy as _
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
+from ..jsonbody import parse_json
 from . import valify_outcomes as outcomes
 from .callbacks import schedule_valify_webhook
-from .common import HostedPageView, HttpResponseSeeOther, is_http_url, reject_json_constant
+from .common import HostedPageView, HttpResponseSeeOther, is_http_url
 from .conf import sandbox_setting
 from .models import MAX_REFERENCE_LENGTH, VALIFY_LANGUAGES, SandboxValifySession
 
@@ -134,8 +134,8 @@ def _parse_expires_at(value: str) -> datetime.datetime:
 def parse_link_body(raw: bytes) -> dict[str, Any]:
     """Validate a Create link body; return the session fields or raise ``InvalidLinkRequest``."""
     try:
-        body = json.loads(raw, parse_constant=reject_json_constant)
-    except (ValueError, RecursionError):
+        body = parse_json(raw)
+    except ValueError:
         raise InvalidLinkRequest("body must be JSON") from None
     if not isinstance(body, dict):
         raise InvalidLinkRequest("body must be a JSON object")

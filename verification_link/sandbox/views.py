@@ -41,9 +41,10 @@ from django.utils.translation import gettext_lazy as _
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
+from ..jsonbody import parse_json
 from . import outcomes
 from .callbacks import schedule_callback
-from .common import HostedPageView, HttpResponseSeeOther, is_http_url, reject_json_constant
+from .common import HostedPageView, HttpResponseSeeOther, is_http_url
 from .conf import sandbox_setting
 from .models import MAX_TTL_SECONDS, OOTO_SCOPES, SandboxSession
 
@@ -128,8 +129,8 @@ def _optional_url(body: dict[str, Any], key: str) -> str:
 def parse_create_body(raw: bytes) -> dict[str, Any]:
     """Validate a Create body; return the session fields or raise ``InvalidCreateBody``."""
     try:
-        body = json.loads(raw, parse_constant=reject_json_constant)
-    except (ValueError, RecursionError):
+        body = parse_json(raw)
+    except ValueError:
         raise InvalidCreateBody("body must be JSON") from None
     if not isinstance(body, dict):
         raise InvalidCreateBody("body must be a JSON object")
