@@ -353,6 +353,75 @@ def test_callback_query_count_is_small_and_constant(client, fake_ooto, user, cel
     assert first <= 4
 
 
+def test_inline_confirmation_of_an_unchanged_status_is_two_statements_around_the_call(client, fake_ooto, session):
+    """Inline (no Celery), a callback whose confirmation brings the status we hold costs, on
+    PostgreSQL, one statement before the provider call (find the session, record the request) and
+    one after (mark it processed, record the answer); the session row is not rewritten to say
+    nothing changed. SQLite: the same work as four. ``benchmarks/run.py`` weighs this path against
+    a bare view."""
+    fake_ooto.advance(session, "IN_PROGRESS", next_step="LIVENESS")
+    services.refresh_session(session)
+    session.refresh_from_db()
+    before = VerificationSession.objects.filter(pk=session.pk).values().get()
+    with CaptureQueriesContext(connection) as ctx:
+        assert post_json(client, callback_url(session), {"status": "IN_PROGRESS"}).status_code == 202
+    sql = [q["sql"] for q in ctx.captured_queries]
+    statements = [q.split()[0] for q in sql if not q.startswith(("SAVEPOINT", "RELEASE"))]
+    if connection.vendor == "postgresql":
+        assert statements == ["WITH", "WITH"]
+    else:
+        assert statements == ["SELECT", "INSERT", "UPDATE", "INSERT"]
+    event = session.events.get(kind=Kind.CALLBACK)
+    assert (event.valid, event.processed, event.error, event.session_id) == (True, True, "", session.pk)
+    assert event.headers["Content-Type"] == "application/json" and json.loads(event.body) == {"status": "IN_PROGRESS"}
+    answer = session.events.get(kind=Kind.POLL, source="callback")
+    assert (answer.old_status, answer.new_status, answer.applied, answer.valid) == (
+        "IN_PROGRESS",
+        "IN_PROGRESS",
+        False,
+        True,
+    )
+    assert answer.data["next_step"] == "LIVENESS"
+    assert VerificationSession.objects.filter(pk=session.pk).values().get() == before
+
+
+def test_an_unknown_secret_is_recorded_without_a_session(client, fake_ooto, session):
+    response = post_json(client, callback_url(session, secret="x" * 43), {"status": "DONE"})
+    assert response.status_code == 404
+    event = VerificationEvent.objects.get(kind=Kind.CALLBACK)
+    assert (event.session_id, event.valid, event.error) == (None, False, "unknown provider or secret")
+    assert json.loads(event.body) == {"status": "DONE"}
+    assert not fake_ooto.calls("GET")
+
+
+def test_a_second_confirmation_of_the_same_callback_records_nothing_more(client, fake_ooto, session, celery_app):
+    fake_ooto.advance(session, "IN_PROGRESS", next_step="LIVENESS")
+    services.refresh_session(session)
+    post_json(client, callback_url(session), {"status": "IN_PROGRESS"})
+    event = session.events.get(kind=Kind.CALLBACK)
+    stale = VerificationEvent.objects.select_related("session").get(pk=event.pk)
+    services.confirm_callback(event.pk)
+    answers = session.events.filter(kind=Kind.POLL, source="callback").count()
+    # A task retried with an event read before the first run finished: the statement finds it processed.
+    services.confirm_callback(stale)
+    assert session.events.filter(kind=Kind.POLL, source="callback").count() == answers == 1
+
+
+def test_inline_confirmation_of_a_move_marks_the_callback_processed_with_it(client, fake_ooto, session, signal_log):
+    fake_ooto.complete(session)
+    with CaptureQueriesContext(connection) as ctx:
+        assert post_json(client, callback_url(session), {"status": "DONE"}).status_code == 202
+    event = session.events.get(kind=Kind.CALLBACK)
+    assert (event.valid, event.processed) == (True, True)
+    session.refresh_from_db()
+    assert session.status == "DONE"
+    # The verdict is written inside the transaction that applies the answer, not after it.
+    sql = [q["sql"] for q in ctx.captured_queries]
+    judged = next(i for i, q in enumerate(sql) if q.startswith("UPDATE") and "processed" in q and "event" in q)
+    saved = max(i for i, q in enumerate(sql) if q.startswith("UPDATE") and "verificationsession" in q)
+    assert judged < saved
+
+
 # -- webhook ------------------------------------------------------------------------------------------
 
 

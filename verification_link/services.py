@@ -335,10 +335,28 @@ def apply_report(
 
     Records the report as an event whether or not it is applied. Returns the updated session.
     """
+    return _apply_report(session, report, source=source, kind=kind, now=now, polled=polled, by=by)
+
+
+def _apply_report(
+    session: SessionRef,
+    report: StatusReport,
+    *,
+    source: str,
+    kind: str = Kind.POLL,
+    now: datetime | None = None,
+    polled: bool = False,
+    by: Any = None,
+    confirms: VerificationEvent | None = None,
+) -> VerificationSession:
+    """``apply_report``; ``confirms``: the inbound request this report answers, marked processed in
+    the same transaction (so it is processed exactly when the answer is durable)."""
     now = now or timezone.now()
     actor = by if _is_user(by) else None
     with transaction.atomic():
         locked = _lock(session)
+        if confirms is not None:
+            judge_inbound(confirms, valid=True, processed=True)
         if polled:
             locked.last_polled_at = now
         old_status = locked.status
@@ -393,9 +411,11 @@ def _refresh(
     timeout: float | None = None,
     provider_slot: AbstractContextManager[Any] | None = None,
     by: Any = None,
+    confirms: VerificationEvent | None = None,
 ) -> VerificationSession:
     """``refresh_session``; a sweep passes ``provider_slot`` (a semaphore) to bound the provider
-    calls in flight separately from the threads applying answers to the database."""
+    calls in flight separately from the threads applying answers to the database; a callback passes
+    its recorded request as ``confirms``, marked processed with the answer, in the same statement."""
     current = session if isinstance(session, VerificationSession) else VerificationSession.objects.get(pk=session)
     backend = get_provider(current.provider)
     if current.is_final or not backend.pollable:
@@ -427,16 +447,88 @@ def _refresh(
                 locked.save(update_fields=["poll_attempts", "next_poll_at", "last_polled_at", "updated_at"])
         logger.warning("verification session %s: refresh failed: %s", current.pk, exc)
         raise
-    if by is None and _record_unchanged(current, report, source=source, now=now):
+    if confirms is not None and _record_unchanged_confirmation(current, report, confirms, now=now):
         return current
-    return apply_report(current, report, source=source, now=now, polled=True, by=by)
+    if by is None and _record_unchanged(current, report, source=source, now=now, confirms=confirms):
+        return current
+    return _apply_report(current, report, source=source, now=now, polled=True, by=by, confirms=confirms)
 
 
-def _record_unchanged(session: VerificationSession, report: StatusReport, *, source: str, now: datetime) -> bool:
+def _record_unchanged_confirmation(
+    session: VerificationSession, report: StatusReport, confirms: VerificationEvent, *, now: datetime
+) -> bool:
+    """A callback's confirmation that brings nothing new — the open status we hold, the expiry we
+    hold — records the answer and marks the callback processed, and leaves the session row alone:
+    the poll schedule is the sweep's business, and rewriting a row with a dozen indexes to say
+    "nothing changed" was most of this path's cost. On PostgreSQL one statement; the event is
+    inserted only if the callback was not processed meanwhile (a Celery retry, a duplicate task).
+    Returns False, writing nothing, when the answer is anything else."""
+    if (
+        report.status != session.status
+        or session.is_final
+        or "expires_at" in session.get_deferred_fields()
+        or (report.expires_at is not None and report.expires_at != session.expires_at)
+    ):
+        return False
+    answer = VerificationEvent(
+        session_id=session.pk,
+        provider=session.provider,
+        kind=Kind.POLL,
+        source=VerificationEvent.Source.CALLBACK,
+        old_status=session.status,
+        new_status=report.status,
+        applied=False,
+        valid=True,
+        processed=True,
+        data=report.summary(),
+        created_at=now,
+    )
+    if connection.vendor == "postgresql":
+        _confirm_and_record_postgresql(confirms, answer)
+    else:
+        with transaction.atomic():
+            if VerificationEvent.objects.filter(pk=confirms.pk, processed=False).update(
+                valid=True, processed=True, error=""
+            ):
+                answer.save(force_insert=True)
+    confirms.valid, confirms.processed, confirms.error = True, True, ""
+    return True
+
+
+def _confirm_and_record_postgresql(confirms: VerificationEvent, answer: VerificationEvent) -> None:
+    """``_record_unchanged_confirmation`` in one round trip: the callback marked processed and the
+    answer inserted, atomic by itself."""
+    events = VerificationEvent._meta
+    quote = connection.ops.quote_name
+    table, event_id = quote(events.db_table), quote(events.pk.column)
+    fields = [field for field in events.concrete_fields if not field.primary_key]
+    columns = ", ".join(quote(field.column) for field in fields)
+    placeholders = ", ".join("%s" for _ in fields)
+    # Identifiers come from the model's own metadata, quoted; every value is a query parameter.
+    sql = (
+        f"WITH confirmed AS (UPDATE {table} SET {quote(events.get_field('valid').column)} = true, "  # noqa: S608
+        f"{quote(events.get_field('processed').column)} = true, {quote(events.get_field('error').column)} = '' "
+        f"WHERE {event_id} = %s AND NOT {quote(events.get_field('processed').column)} RETURNING {event_id}) "
+        f"INSERT INTO {table} ({columns}) SELECT {placeholders} FROM confirmed"
+    )
+    params = [field.get_db_prep_save(getattr(answer, field.attname), connection) for field in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [confirms.pk, *params])
+
+
+def _record_unchanged(
+    session: VerificationSession,
+    report: StatusReport,
+    *,
+    source: str,
+    now: datetime,
+    confirms: VerificationEvent | None = None,
+) -> bool:
     """The commonest poll answer — the open status we already hold — without locking and loading
-    the row: one compare-and-set UPDATE (status and attempt count as we read them) plus the event,
-    in one transaction. Returns False, changing nothing, when the answer is a move or the row changed
-    meanwhile; ``apply_report`` then takes the row lock and decides."""
+    the row: one compare-and-set UPDATE (status and attempt count as we read them) plus the event
+    (and ``confirms`` marked processed), in one transaction. Returns False, changing nothing, when
+    the answer is a move or the row changed meanwhile; ``apply_report`` then takes the row lock and
+    decides."""
     if (
         report.status != session.status
         or session.is_final
@@ -460,8 +552,9 @@ def _record_unchanged(session: VerificationSession, report: StatusReport, *, sou
         "new_status": report.status,
         "data": report.summary(),
     }
+    confirmed = confirms.pk if confirms is not None else None
     if connection.vendor == "postgresql":
-        updated = _update_and_record_postgresql(session, changes, event)
+        updated = _update_and_record_postgresql(session, changes, event, confirmed)
     else:
         with transaction.atomic():
             updated = VerificationSession.objects.filter(
@@ -471,17 +564,25 @@ def _record_unchanged(session: VerificationSession, report: StatusReport, *, sou
                 VerificationEvent.objects.create(
                     session_id=session.pk, applied=False, valid=True, processed=True, **event
                 )
+                if confirms is not None:
+                    judge_inbound(confirms, valid=True, processed=True)
     if not updated:
         return False
     for field, value in changes.items():
         setattr(session, field, value)
+    if confirms is not None:
+        confirms.valid, confirms.processed, confirms.error = True, True, ""
     return True
 
 
-def _update_and_record_postgresql(session: VerificationSession, changes: dict[str, Any], event: dict[str, Any]) -> int:
-    """``_record_unchanged`` as one statement: the compare-and-set UPDATE and the event INSERT in a
-    single round trip, atomic by itself. Polling is the hottest path of a sweep; through the ORM the
-    same work costs ten times the CPU (``benchmarks/sweeps.py``). Returns the rows updated (0 or 1)."""
+def _update_and_record_postgresql(
+    session: VerificationSession, changes: dict[str, Any], event: dict[str, Any], confirmed: int | None = None
+) -> int:
+    """``_record_unchanged`` as one statement: the compare-and-set UPDATE, the event INSERT and —
+    for a callback — its recorded request marked processed, in a single round trip, atomic by
+    itself. Polling is the hottest path of a sweep, confirming a callback the hottest of a request;
+    through the ORM the same work costs several times the CPU (``benchmarks/sweeps.py``,
+    ``benchmarks/run.py``). Returns the rows updated (0 or 1)."""
     sessions, events = VerificationSession._meta, VerificationEvent._meta
     quote = connection.ops.quote_name
 
@@ -506,9 +607,16 @@ def _update_and_record_postgresql(session: VerificationSession, changes: dict[st
     columns = ", ".join([col(events, "session"), *(col(events, name) for name in inserted)])
     placeholders = ", ".join("%s::jsonb" if name in jsonb else "%s" for name in inserted)
     session_id, event_id = col(sessions, "id"), col(events, "id")
+    confirm = ""
+    if confirmed is not None:
+        confirm = (
+            f", confirmed AS (UPDATE {quote(events.db_table)} SET {col(events, 'valid')} = true, "  # noqa: S608
+            f"{col(events, 'processed')} = true, {col(events, 'error')} = '' "
+            f"WHERE {event_id} = %s AND EXISTS (SELECT 1 FROM moved))"
+        )
     sql = (
-        f"WITH moved AS (UPDATE {quote(sessions.db_table)} SET {assignments} WHERE {guard} RETURNING {session_id}) "  # noqa: S608
-        f"INSERT INTO {quote(events.db_table)} ({columns}) "
+        f"WITH moved AS (UPDATE {quote(sessions.db_table)} SET {assignments} WHERE {guard} RETURNING {session_id})"  # noqa: S608
+        f"{confirm} INSERT INTO {quote(events.db_table)} ({columns}) "
         f"SELECT moved.{session_id}, {placeholders} FROM moved RETURNING {event_id}"
     )
     params = [
@@ -516,6 +624,7 @@ def _update_and_record_postgresql(session: VerificationSession, changes: dict[st
         session.pk,
         session.status,
         session.poll_attempts,
+        *([confirmed] if confirmed is not None else []),
         *(json.dumps(value) if name in jsonb else value for name, value in inserted.items()),
     ]
     with connection.cursor() as cursor:
@@ -527,6 +636,26 @@ def _update_and_record_postgresql(session: VerificationSession, changes: dict[st
 
 #: Headers kept with a recorded inbound request; never cookies or authorization.
 RECORDED_HEADERS = ("Content-Type", "Content-Length", "User-Agent", "X-Forwarded-For", "X-Request-Id")
+
+
+#: What confirming a callback reads of its session: the provider's handles, and the status, attempt
+#: count and expiry that the compare-and-set of an unchanged answer checks. A move reloads the whole
+#: row under its lock; a provider whose ``get_status`` reads more loads it on access.
+CALLBACK_SESSION_FIELDS = (
+    *("id", "provider", "token", "external_id", "reference"),
+    *("status", "poll_attempts", "expires_at"),
+)
+
+
+def session_for_callback(provider: str, secret: str) -> VerificationSession | None:
+    """The session a callback URL names, or None. Reads only ``CALLBACK_SESSION_FIELDS``: loading the
+    whole row (results, metadata: JSON to decode) doubled the cost of the lookup."""
+    if "\x00" in provider or "\x00" in secret:
+        return None  # names nothing, and PostgreSQL refuses NUL in a query parameter
+    try:
+        return VerificationSession.objects.only(*CALLBACK_SESSION_FIELDS).get(provider=provider, callback_secret=secret)
+    except VerificationSession.DoesNotExist:
+        return None
 
 
 def record_inbound(
@@ -543,8 +672,16 @@ def record_inbound(
     Callers run this in autocommit (outside any processing transaction), so the evidence survives
     whatever happens next. The body is kept up to ``MAX_EVENT_BODY_BYTES``.
     """
+    event = _inbound_event(request, kind=kind, provider=provider, body=body, session=session, error=error)
+    event.save(force_insert=True)
+    return event
+
+
+def _inbound_event(
+    request: HttpRequest, *, kind: str, provider: str, body: bytes, session: VerificationSession | None, error: str
+) -> VerificationEvent:
     limit = int(conf.get("MAX_EVENT_BODY_BYTES"))
-    return VerificationEvent.objects.create(
+    return VerificationEvent(
         session=session,
         provider=storable(provider[:64]),
         kind=kind,
@@ -558,25 +695,78 @@ def record_inbound(
     )
 
 
+def record_callback(
+    request: HttpRequest, *, provider: str, secret: str, body: bytes, error: str = ""
+) -> tuple[VerificationEvent, VerificationSession | None]:
+    """``record_inbound`` for a per-session callback, with the lookup of the session its URL names
+    (``session_for_callback``): the recorded event and the session, or None for an unknown one.
+
+    On PostgreSQL the lookup and the INSERT are one statement — the callback is the hottest inbound
+    path, and a round trip is most of what a statement costs here (``benchmarks/run.py``)."""
+    if connection.vendor != "postgresql" or "\x00" in provider or "\x00" in secret:
+        session = session_for_callback(provider, secret)
+        event = record_inbound(request, kind=Kind.CALLBACK, provider=provider, body=body, session=session, error=error)
+        return event, session
+    event = _inbound_event(request, kind=Kind.CALLBACK, provider=provider, body=body, session=None, error=error)
+    sessions, events = VerificationSession._meta, VerificationEvent._meta
+    quote = connection.ops.quote_name
+    read = [field for field in sessions.concrete_fields if field.name in CALLBACK_SESSION_FIELDS]  # from_db's order
+    written = [field for field in events.concrete_fields if not field.primary_key and field.name != "session"]
+    # Identifiers come from the models' own metadata, quoted; every value is a query parameter.
+    sql = (
+        f"WITH found AS (SELECT {', '.join(quote(field.column) for field in read)} "  # noqa: S608
+        f"FROM {quote(sessions.db_table)} WHERE {quote(sessions.get_field('provider').column)} = %s "
+        f"AND {quote(sessions.get_field('callback_secret').column)} = %s), "
+        f"recorded AS (INSERT INTO {quote(events.db_table)} "
+        f"({quote(events.get_field('session').column)}, {', '.join(quote(field.column) for field in written)}) "
+        f"VALUES ((SELECT {quote(sessions.pk.column)} FROM found), {', '.join('%s' for _ in written)}) "
+        f"RETURNING {quote(events.pk.column)}) "
+        f"SELECT recorded.{quote(events.pk.column)}, found.* FROM recorded LEFT JOIN found ON true"
+    )
+    params = [field.get_db_prep_save(field.pre_save(event, add=True), connection) for field in written]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [provider, secret, *params])
+        event_id, *row = cursor.fetchone()
+    event.pk = event_id
+    event._state.adding = False
+    if row[0] is None:
+        return event, None
+    session = VerificationSession.from_db(connection.alias, [field.attname for field in read], row)
+    event.session = session
+    return event, session
+
+
 def judge_inbound(event: VerificationEvent, *, valid: bool, processed: bool = False, error: str = "") -> None:
     """Record the verdict on a recorded inbound request."""
     VerificationEvent.objects.filter(pk=event.pk).update(valid=valid, processed=processed, error=error)
     event.valid, event.processed, event.error = valid, processed, error
 
 
-def confirm_callback(event_id: int) -> VerificationSession | None:
-    """Act on a recorded, valid callback: ask the provider and apply its answer (never the body).
+def confirm_callback(event: VerificationEvent | int) -> VerificationSession | None:
+    """Act on a recorded callback whose form was valid: ask the provider and apply its answer (never
+    the body). The event is marked processed with the answer, atomically (one statement when the
+    answer is the status we hold, on PostgreSQL).
 
-    Idempotent: an event already processed, or one whose session is final, costs no provider call.
-    Raises the provider's error so a task can retry.
+    ``event``: the recorded request, or its id (a task). Idempotent: an event already processed, or
+    one whose session is final, costs no provider call. Raises the provider's error so a task can
+    retry; the event is then judged valid and left unprocessed.
     """
-    event = VerificationEvent.objects.select_related("session").get(pk=event_id)
+    if not isinstance(event, VerificationEvent):
+        event = VerificationEvent.objects.select_related("session").get(pk=event)
     session = event.session
     if event.processed or session is None:
         return session
-    if not session.is_final:
-        session = refresh_session(session, source=VerificationEvent.Source.CALLBACK)
-    judge_inbound(event, valid=True, processed=True)
+    if session.is_final:
+        judge_inbound(event, valid=True, processed=True)
+        return session
+    try:
+        session = _refresh(session, source=VerificationEvent.Source.CALLBACK, confirms=event)
+    except ProviderError:
+        if event.valid is not True:
+            judge_inbound(event, valid=True)
+        raise
+    if not event.processed:  # a provider that cannot be polled: nothing to confirm with
+        judge_inbound(event, valid=True, processed=True)
     return session
 
 

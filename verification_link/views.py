@@ -206,20 +206,19 @@ def return_view(request: HttpRequest, pk: Any) -> HttpResponse:
 # -- provider to server -----------------------------------------------------------------------------
 
 
-def _record(
-    request: HttpRequest, *, kind: str, provider: str, session: VerificationSession | None = None
-) -> tuple[VerificationEvent, JsonResponse | None]:
-    """Record an inbound request before judging it; the 413 answer when its body is too large (then
-    only the fact is kept: a body announced too large is not even read)."""
+def _inbound_body(request: HttpRequest) -> tuple[bytes, str]:
+    """The body to record, and ``"body too large"`` above ``MAX_EVENT_BODY_BYTES`` (then only the
+    fact is kept: a body announced too large is not even read)."""
     limit = int(conf.get("MAX_EVENT_BODY_BYTES"))
     length = request.headers.get("Content-Length", "")
-    too_large = length.isdigit() and int(length) > limit
-    body = b"" if too_large else request.body
-    too_large = too_large or len(body) > limit
-    event = services.record_inbound(
-        request, kind=kind, provider=provider, body=body, session=session, error="body too large" if too_large else ""
-    )
-    return event, JsonResponse({"error": "body too large"}, status=413) if too_large else None
+    if length.isdigit() and int(length) > limit:
+        return b"", "body too large"
+    body = request.body
+    return body, "body too large" if len(body) > limit else ""
+
+
+def _too_large() -> JsonResponse:
+    return JsonResponse({"error": "body too large"}, status=413)
 
 
 def _json_object(event: VerificationEvent, body: bytes) -> tuple[dict[str, Any] | None, JsonResponse | None]:
@@ -248,24 +247,24 @@ def callback_view(request: HttpRequest, provider: str, secret: str) -> HttpRespo
     202 at once. 200 when the session is already final; 404 (generic) for an unknown provider or
     secret; 400 for a body that is not a JSON object; 413 above ``MAX_EVENT_BODY_BYTES``.
     """
-    # A NUL (%00 in the path) can name nothing, and PostgreSQL refuses it in a query parameter.
-    known = "\x00" not in provider and "\x00" not in secret
-    session = VerificationSession.objects.filter(provider=provider, callback_secret=secret).first() if known else None
-    event, refusal = _record(request, kind=VerificationEvent.Kind.CALLBACK, provider=provider, session=session)
-    if refusal:
-        return refusal
+    body, error = _inbound_body(request)
+    event, session = services.record_callback(request, provider=provider, secret=secret, body=body, error=error)
+    if error:
+        return _too_large()
     if session is None:
         logger.warning("callback %s: unknown provider %r or secret", event.pk, provider[:64])
         services.judge_inbound(event, valid=False, error="unknown provider or secret")
         return JsonResponse({"error": "not found"}, status=404)
-    _payload, refusal = _json_object(event, request.body)  # the posted content is never applied
+    _payload, refusal = _json_object(event, body)  # the posted content is never applied
     if refusal:
         return refusal
     if session.is_final:
         services.judge_inbound(event, valid=True, processed=True)
         return JsonResponse({"status": "already final"}, status=200)
-    services.judge_inbound(event, valid=True)
-    tasks.run_later(tasks.process_callback, event.pk, inline=services.confirm_callback)
+    if tasks.celery_in_use():
+        services.judge_inbound(event, valid=True)  # a worker acts on it after the commit
+    # Inline, the verdict is written with the provider's answer, in the same statement.
+    tasks.run_later(tasks.process_callback, event.pk, inline=lambda _event_id: services.confirm_callback(event))
     return JsonResponse({"status": "accepted"}, status=202)
 
 
@@ -286,9 +285,12 @@ def webhook_view(request: HttpRequest, provider: str, secret: str | None = None)
         backend = None
     if backend is None or not backend.receives_webhooks:
         return JsonResponse({"error": "not found"}, status=404)
-    event, refusal = _record(request, kind=VerificationEvent.Kind.WEBHOOK, provider=provider)
-    if refusal:
-        return refusal
+    body, error = _inbound_body(request)
+    event = services.record_inbound(
+        request, kind=VerificationEvent.Kind.WEBHOOK, provider=provider, body=body, error=error
+    )
+    if error:
+        return _too_large()
     try:
         backend.webhook_verifier().verify(request.headers, request.body, path_secret=secret)
     except WebhookRefused as exc:
