@@ -52,6 +52,31 @@ def test_start_sends_callback_return_metadata_and_ttl(fake_ooto, user, commit, s
     assert signal_log.of("verification_created")[0]["session"].pk == session.pk
 
 
+def test_start_stores_the_session_and_its_first_event_in_one_statement(fake_ooto, user, commit, signal_log):
+    """PostgreSQL: one INSERT … INSERT statement, atomic by itself (no BEGIN/COMMIT round trips);
+    elsewhere a transaction. Either way the rows read back are the ORM's own."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with commit(), CaptureQueriesContext(connection) as ctx:
+        session = start(user, metadata={"plan": "gold"})
+    writes = [q["sql"].split()[0] for q in ctx.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
+    assert writes == (["WITH"] if connection.vendor == "postgresql" else ["INSERT", "INSERT"])
+    stored = VerificationSession.objects.get()
+    assert [getattr(stored, f.attname) for f in stored._meta.concrete_fields] == [
+        getattr(session, f.attname) for f in session._meta.concrete_fields
+    ]
+    event = VerificationEvent.objects.get()
+    assert (event.session_id, event.kind, event.new_status, event.actor_id) == (
+        session.pk,
+        Kind.CREATED,
+        "CREATED",
+        user.pk,
+    )
+    assert event.data["external_id"] == session.external_id and event.created_at is not None
+    assert signal_log.names() == ["verification_created"]
+
+
 def test_callback_secret_is_long_unique_and_not_the_id(fake_ooto):
     secrets = {start().callback_secret for _ in range(20)}
     assert len(secrets) == 20
