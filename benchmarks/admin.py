@@ -231,11 +231,13 @@ def rows_shown(content: bytes) -> int | None:
 
 def measure(client: Any, pages: list[Page], rounds: int, large: bool) -> None:
     from django.conf import settings
+    from django.core.cache import cache
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     for page in pages:
         size = page.large if large else page.small
+        cache.clear()  # whatever the admin caches (the summary) is computed afresh at this size
         with CaptureQueriesContext(connection) as ctx:  # untimed: the debug cursor costs time
             response = get(client, page.url)
         captured = list(ctx.captured_queries)  # now: the next request empties the log
@@ -249,6 +251,24 @@ def measure(client: Any, pages: list[Page], rounds: int, large: bool) -> None:
         median, values = median_of(rounds, lambda p=page: timed(lambda: get(client, p.url))[0] * 1000)
         size.ms += values
         size.phases.append(median)
+
+
+def summary_cost(rounds: int) -> tuple[float, int] | None:
+    """The summary above the list counted without its cache (ms, median), and the sessions of the
+    last 7 days it counts; None when the admin has no such summary."""
+    from datetime import timedelta
+
+    from django.contrib import admin
+    from django.utils import timezone
+
+    from verification_link.models import VerificationSession
+
+    model_admin = admin.site._registry.get(VerificationSession)
+    if not hasattr(model_admin, "_summary_counts"):
+        return None
+    week = VerificationSession.objects.filter(created_at__gte=timezone.now() - timedelta(days=7)).count()
+    median, _values = median_of(rounds, lambda: timed(model_admin._summary_counts)[0] * 1000)
+    return median, week
 
 
 def count_matching(pages: list[Page], username: str, large: bool) -> None:
@@ -337,6 +357,7 @@ def main() -> int:
         refresh_statistics()
         count_matching(pages, username, large=True)
         measure(client, pages, args.rounds, large=True)
+        summary = summary_cost(args.rounds)
         searchable = b'id="searchbar"' in get(client, pages[2].url).content
         if args.explain:
             explain(pages, args.slow)
@@ -365,6 +386,12 @@ def main() -> int:
             f"(target <= {TARGET:.1f}: {judged})   queries {small.queries[0]} / {large.queries[0]} "
             f"({'constant' if page.constant else 'NOT constant'})   rows shown {small.shown} / {large.shown} of "
             f"{small.matching:,} / {large.matching:,}   {page.url}"
+        )
+    if summary is not None:
+        print(
+            f"summary above the list, counted without its cache: {summary[0]:.1f} ms at {args.sessions:,} "
+            f"({summary[1]:,} sessions in the last 7 days); reused for "
+            "VerificationSessionAdmin.summary_cache_seconds"
         )
     if not searchable:
         print("note: the page has no search box (no search_fields): ?q= is ignored, the search is the first page")

@@ -51,6 +51,14 @@ def eager_celery_app():
     return app
 
 
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """Each test starts with an empty default cache (the admin summary, API throttle counters)."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def signal_log():
     log = SignalLog()

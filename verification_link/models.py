@@ -132,6 +132,11 @@ class VerificationSession(models.Model):
             models.Index(fields=["-created_at"], name="vl_session_created"),
             models.Index(fields=["status", "-created_at"], name="vl_session_status"),
             models.Index(fields=["decision", "-created_at"], name="vl_session_decision"),
+            # The review queue (decision "review", by status, newest first): small, and the list
+            # staff open most; its page and capped count then read only the rows they show.
+            models.Index(
+                fields=["status", "-created_at"], name="vl_session_review_queue", condition=Q(decision="review")
+            ),
             models.Index(fields=["provider", "-created_at"], name="vl_session_provider"),
             models.Index(fields=["external_id"], name="vl_session_external_id"),
             models.Index(fields=["token"], name="vl_session_token"),
