@@ -359,30 +359,17 @@ def apply_report(
     now: datetime | None = None,
     polled: bool = False,
     by: Any = None,
+    confirms: VerificationEvent | None = None,
 ) -> VerificationSession:
     """Apply an *authenticated* status report (a provider answer, a verified webhook).
 
     ``polled``: the report is our own provider call's answer (sets ``last_polled_at``); ``by``: the
-    staff user who asked for it, recorded on the events.
+    staff user who asked for it, recorded on the events; ``confirms``: the inbound request this
+    report answers, marked processed in the same transaction (processed exactly when the answer is
+    durable).
 
     Records the report as an event whether or not it is applied. Returns the updated session.
     """
-    return _apply_report(session, report, source=source, kind=kind, now=now, polled=polled, by=by)
-
-
-def _apply_report(
-    session: SessionRef,
-    report: StatusReport,
-    *,
-    source: str,
-    kind: str = Kind.POLL,
-    now: datetime | None = None,
-    polled: bool = False,
-    by: Any = None,
-    confirms: VerificationEvent | None = None,
-) -> VerificationSession:
-    """``apply_report``; ``confirms``: the inbound request this report answers, marked processed in
-    the same transaction (so it is processed exactly when the answer is durable)."""
     now = now or timezone.now()
     actor = by if _is_user(by) else None
     with transaction.atomic():
@@ -397,19 +384,7 @@ def _apply_report(
             and report.status in VerificationSession.STATUS_RANK
             and VerificationSession.STATUS_RANK[report.status] > VerificationSession.STATUS_RANK[old_status]
         )
-        VerificationEvent.objects.create(
-            session=locked,
-            provider=locked.provider,
-            kind=kind,
-            source=source,
-            old_status=old_status,
-            new_status=report.status,
-            applied=moves_forward,
-            valid=True,
-            processed=True,
-            data=report.summary(),
-            actor=actor,
-        )
+        _answer_event(locked, report, kind=kind, source=source, applied=moves_forward, actor=actor).save()
         if moves_forward:
             _transition(locked, report.status, source=source, now=now, report=report, actor=actor)
         elif not locked.is_final:
@@ -483,7 +458,26 @@ def _refresh(
         return current
     if by is None and _record_unchanged(current, report, source=source, now=now, confirms=confirms):
         return current
-    return _apply_report(current, report, source=source, now=now, polled=True, by=by, confirms=confirms)
+    return apply_report(current, report, source=source, now=now, polled=True, by=by, confirms=confirms)
+
+
+def _answer_event(
+    session: VerificationSession, report: StatusReport, *, kind: str, source: str, applied: bool, actor: Any = None
+) -> VerificationEvent:
+    """The event recording a provider's answer about ``session`` (unsaved)."""
+    return VerificationEvent(
+        session_id=session.pk,
+        provider=session.provider,
+        kind=kind,
+        source=source,
+        old_status=session.status,
+        new_status=report.status,
+        applied=applied,
+        valid=True,
+        processed=True,
+        data=report.summary(),
+        actor=actor,
+    )
 
 
 def _record_unchanged_confirmation(
@@ -502,19 +496,8 @@ def _record_unchanged_confirmation(
         or (report.expires_at is not None and report.expires_at != session.expires_at)
     ):
         return False
-    answer = VerificationEvent(
-        session_id=session.pk,
-        provider=session.provider,
-        kind=Kind.POLL,
-        source=VerificationEvent.Source.CALLBACK,
-        old_status=session.status,
-        new_status=report.status,
-        applied=False,
-        valid=True,
-        processed=True,
-        data=report.summary(),
-        created_at=now,
-    )
+    answer = _answer_event(session, report, kind=Kind.POLL, source=VerificationEvent.Source.CALLBACK, applied=False)
+    answer.created_at = now
     if connection.vendor == "postgresql":
         _confirm_and_record_postgresql(confirms, answer)
     else:
