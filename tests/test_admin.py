@@ -104,11 +104,11 @@ def test_changelist_columns_filters_search_and_summary(admin_client):
 
 
 def test_summary_is_one_query():
-    from verification_link.admin import VerificationSessionAdmin
-
     from datetime import timedelta
 
     from django.utils import timezone
+
+    from verification_link.admin import VerificationSessionAdmin
 
     now = timezone.now()
     VerificationSessionFactory.create_batch(2, status="DONE", decision="approved")

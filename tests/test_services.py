@@ -254,6 +254,38 @@ def test_stale_and_equal_reports_are_ignored(fake_ooto, session, commit, signal_
     assert session.events.filter(kind=Kind.STATUS_CHANGED).count() == 1
 
 
+def test_progress_within_a_status_moves_the_step_forward_only(fake_ooto, session, commit, signal_log):
+    """OOTO stays IN_PROGRESS through the scopes (LIVENESS, then DEEPFAKE): the step shown to the
+    user follows, without a transition or a signal; a late report of an earlier step is ignored."""
+    fake_ooto.advance(session, "IN_PROGRESS", next_step="LIVENESS")
+    with commit():
+        services.refresh_session(session)
+    signal_log.clear()
+    fake_ooto.advance(session, "IN_PROGRESS", next_step="DEEPFAKE")
+    with commit():
+        services.refresh_session(session)
+    session.refresh_from_db()
+    assert (session.status, session.next_step) == ("IN_PROGRESS", "DEEPFAKE")
+    assert signal_log == []
+    assert session.events.filter(kind=Kind.STATUS_CHANGED).count() == 1
+    for step in ("LIVENESS", "SEARCH"):  # earlier, and not a scope of this session
+        fake_ooto.advance(session, "IN_PROGRESS", next_step=step)
+        services.refresh_session(session)
+        session.refresh_from_db()
+        assert session.next_step == "DEEPFAKE", step
+
+
+def test_a_callback_brings_the_step_forward_too(client, fake_ooto, session):
+    fake_ooto.advance(session, "IN_PROGRESS", next_step="LIVENESS")
+    services.refresh_session(session)
+    fake_ooto.advance(session, "IN_PROGRESS", next_step="DEEPFAKE")
+    url = f"/verify/callback/ooto/{session.callback_secret}/"
+    assert client.post(url, data=b"{}", content_type="application/json").status_code == 202
+    session.refresh_from_db()
+    assert session.next_step == "DEEPFAKE"
+    assert session.events.get(kind=Kind.CALLBACK).processed is True
+
+
 def test_out_of_order_reports_end_in_the_newest_state(fake_ooto, session, commit, signal_log):
     """IN_PROGRESS arrives after CAPTCHA_OK was skipped; the skipped step is never applied later."""
     provider = services.get_provider("ooto")

@@ -430,3 +430,15 @@ def test_providers_without_webhooks_answer_404(client, alias):
     response = post_json(client, f"/verify/webhook/{alias}/", {"x": 1})
     assert response.status_code == 404
     assert not VerificationSession.objects.exists()
+
+
+def test_the_callback_reads_its_session_as_the_orm_does(fake_ooto, session, rf):
+    """PostgreSQL reads the session and records the request in one raw statement; the session it
+    builds must hold what the ORM would (JSON decoded, types converted)."""
+    request = rf.post("/cb/", data=b"{}", content_type="application/json")
+    event, found = services.record_callback(request, provider="ooto", secret=session.callback_secret, body=b"{}")
+    expected = VerificationSession.objects.get(pk=session.pk)
+    assert found is not None and event.session_id == session.pk and event.pk
+    for name in services.CALLBACK_SESSION_FIELDS:
+        assert getattr(found, name) == getattr(expected, name), name
+    assert found.scopes == ["liveness"]

@@ -394,6 +394,9 @@ def apply_report(
             if report.status == old_status and report.expires_at and report.expires_at != locked.expires_at:
                 locked.expires_at = report.expires_at
                 fields.append("expires_at")
+            if report.status == old_status and _step_advances(locked, report.next_step):
+                locked.next_step = report.next_step
+                fields.append("next_step")
             _schedule_next_poll(locked, now, moved=False)
             locked.save(update_fields=fields)
     return locked
@@ -461,6 +464,19 @@ def _refresh(
     return apply_report(current, report, source=source, now=now, polled=True, by=by, confirms=confirms)
 
 
+def _step_advances(session: VerificationSession, step: str) -> bool:
+    """Whether ``step`` comes after the session's current step in the order of its scopes. Within
+    one status the provider moves through the scopes (LIVENESS, then DEEPFAKE…); an equal-status
+    report may carry that progress, and like a status it only moves forward — a late report of an
+    earlier step is recorded, not applied."""
+    if not step or step == session.next_step:
+        return False
+    order = [str(scope).upper() for scope in session.scopes or ()]
+    if step not in order:
+        return False
+    return session.next_step not in order or order.index(step) > order.index(session.next_step)
+
+
 def _answer_event(
     session: VerificationSession, report: StatusReport, *, kind: str, source: str, applied: bool, actor: Any = None
 ) -> VerificationEvent:
@@ -483,7 +499,7 @@ def _answer_event(
 def _record_unchanged_confirmation(
     session: VerificationSession, report: StatusReport, confirms: VerificationEvent, *, now: datetime
 ) -> bool:
-    """A callback's confirmation that brings nothing new — the open status we hold, the expiry we
+    """A callback's confirmation that brings nothing new — the open status, step and expiry we
     hold — records the answer and marks the callback processed, and leaves the session row alone:
     the poll schedule is the sweep's business, and rewriting a row with a dozen indexes to say
     "nothing changed" was most of this path's cost. On PostgreSQL one statement; the event is
@@ -492,8 +508,9 @@ def _record_unchanged_confirmation(
     if (
         report.status != session.status
         or session.is_final
-        or "expires_at" in session.get_deferred_fields()
+        or {"expires_at", "next_step", "scopes"} & session.get_deferred_fields()
         or (report.expires_at is not None and report.expires_at != session.expires_at)
+        or _step_advances(session, report.next_step)
     ):
         return False
     answer = _answer_event(session, report, kind=Kind.POLL, source=VerificationEvent.Source.CALLBACK, applied=False)
@@ -547,7 +564,7 @@ def _record_unchanged(
     if (
         report.status != session.status
         or session.is_final
-        or {"poll_attempts", "expires_at"} & session.get_deferred_fields()
+        or {"poll_attempts", "expires_at", "next_step", "scopes"} & session.get_deferred_fields()
     ):
         return False
     attempts = session.poll_attempts + 1
@@ -559,6 +576,8 @@ def _record_unchanged(
     }
     if report.expires_at and report.expires_at != session.expires_at:
         changes["expires_at"] = report.expires_at  # the provider's expiry is authoritative
+    if _step_advances(session, report.next_step):
+        changes["next_step"] = report.next_step
     event = {
         "provider": session.provider,
         "kind": Kind.POLL,
@@ -658,7 +677,7 @@ RECORDED_HEADERS = ("Content-Type", "Content-Length", "User-Agent", "X-Forwarded
 #: row under its lock; a provider whose ``get_status`` reads more loads it on access.
 CALLBACK_SESSION_FIELDS = (
     *("id", "provider", "token", "external_id", "reference"),
-    *("status", "poll_attempts", "expires_at"),
+    *("status", "next_step", "scopes", "poll_attempts", "expires_at"),
 )
 
 
@@ -746,7 +765,12 @@ def record_callback(
     event._state.adding = False
     if row[0] is None:
         return event, None
-    session = VerificationSession.from_db(connection.alias, [field.attname for field in read], row)
+    # What the ORM's compiler would do with the raw row: the fields' own conversions (JSON decoding).
+    values = [
+        field.from_db_value(value, None, connection) if hasattr(field, "from_db_value") else value
+        for field, value in zip(read, row, strict=True)
+    ]
+    session = VerificationSession.from_db(connection.alias, [field.attname for field in read], values)
     event.session = session
     return event, session
 
@@ -921,7 +945,11 @@ def claim_due_sessions(*, now: datetime | None = None, limit: int | None = None)
     ).order_by("next_poll_at")
     with transaction.atomic():
         # Only what a refresh needs before it locks the row itself: saves a query per session.
-        claimed = list(_locking(due.only("pk", "provider", "token", "status", "poll_attempts", "expires_at"))[:limit])
+        claimed = list(
+            _locking(
+                due.only("pk", "provider", "token", "status", "next_step", "scopes", "poll_attempts", "expires_at")
+            )[:limit]
+        )
         if claimed:
             lease = now + timedelta(seconds=int(conf.get("POLL_CLAIM_SECONDS")))
             VerificationSession.objects.filter(pk__in=[s.pk for s in claimed]).update(next_poll_at=lease)
