@@ -314,6 +314,25 @@ def start_verification(
     return session
 
 
+def _insert_parts(instance: Any, *, skip: tuple[str, ...] = ()) -> tuple[str, str, list[Any]]:
+    """What a raw ``INSERT`` of ``instance`` needs (the PostgreSQL one-statement paths): the quoted
+    table, the quoted column list, and the values prepared as the ORM would (defaults, ``auto_now``,
+    JSON adaptation). Database-generated keys and the fields named in ``skip`` are left out.
+    Identifiers come from the model's own metadata; every value is a query parameter."""
+    quote = connection.ops.quote_name
+    fields = [
+        field
+        for field in instance._meta.concrete_fields
+        if not getattr(field, "db_returning", False) and field.name not in skip
+    ]
+    values = [field.get_db_prep_save(field.pre_save(instance, add=True), connection) for field in fields]
+    return quote(instance._meta.db_table), ", ".join(quote(field.column) for field in fields), values
+
+
+def _params(values: list[Any]) -> str:
+    return ", ".join("%s" for _ in values)
+
+
 def _insert_together(session: VerificationSession, event: VerificationEvent) -> None:
     """A new session and its first event, atomically: one statement on PostgreSQL (a round trip and
     a transaction's BEGIN/COMMIT are most of what a write costs next to the provider call:
@@ -323,24 +342,15 @@ def _insert_together(session: VerificationSession, event: VerificationEvent) -> 
             session.save(force_insert=True)
             event.save(force_insert=True)
         return
-    quote = connection.ops.quote_name
-
-    def insert(instance: Any) -> tuple[str, list[Any]]:
-        meta = instance._meta
-        fields = [field for field in meta.concrete_fields if not (field.primary_key and field.auto_created)]
-        fields = [field for field in fields if not getattr(field, "db_returning", False)]
-        values = [field.get_db_prep_save(field.pre_save(instance, add=True), connection) for field in fields]
-        columns = ", ".join(quote(field.column) for field in fields)
-        placeholders = ", ".join("%s" for _ in fields)
-        return f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({placeholders})", values  # noqa: S608
-
-    session_sql, session_values = insert(session)
-    event_sql, event_values = insert(event)
+    session_table, session_columns, session_values = _insert_parts(session)
+    event_table, event_columns, event_values = _insert_parts(event)
+    sql = (
+        f"WITH inserted AS (INSERT INTO {session_table} ({session_columns}) VALUES ({_params(session_values)})) "  # noqa: S608
+        f"INSERT INTO {event_table} ({event_columns}) VALUES ({_params(event_values)}) "
+        f"RETURNING {connection.ops.quote_name(event._meta.pk.column)}"
+    )
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"WITH inserted AS ({session_sql}) {event_sql} RETURNING {quote(event._meta.pk.column)}",
-            [*session_values, *event_values],
-        )
+        cursor.execute(sql, [*session_values, *event_values])
         event.pk = cursor.fetchone()[0]
     for instance in (session, event):
         instance._state.adding = False
@@ -532,20 +542,16 @@ def _confirm_and_record_postgresql(confirms: VerificationEvent, answer: Verifica
     answer inserted, atomic by itself."""
     events = VerificationEvent._meta
     quote = connection.ops.quote_name
-    table, event_id = quote(events.db_table), quote(events.pk.column)
-    fields = [field for field in events.concrete_fields if not field.primary_key]
-    columns = ", ".join(quote(field.column) for field in fields)
-    placeholders = ", ".join("%s" for _ in fields)
-    # Identifiers come from the model's own metadata, quoted; every value is a query parameter.
+    table, columns, values = _insert_parts(answer)
+    event_id, processed = quote(events.pk.column), quote(events.get_field("processed").column)
     sql = (
         f"WITH confirmed AS (UPDATE {table} SET {quote(events.get_field('valid').column)} = true, "  # noqa: S608
-        f"{quote(events.get_field('processed').column)} = true, {quote(events.get_field('error').column)} = '' "
-        f"WHERE {event_id} = %s AND NOT {quote(events.get_field('processed').column)} RETURNING {event_id}) "
-        f"INSERT INTO {table} ({columns}) SELECT {placeholders} FROM confirmed"
+        f"{processed} = true, {quote(events.get_field('error').column)} = '' "
+        f"WHERE {event_id} = %s AND NOT {processed} RETURNING {event_id}) "
+        f"INSERT INTO {table} ({columns}) SELECT {_params(values)} FROM confirmed"
     )
-    params = [field.get_db_prep_save(getattr(answer, field.attname), connection) for field in fields]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [confirms.pk, *params])
+        cursor.execute(sql, [confirms.pk, *values])
 
 
 def _record_unchanged(
@@ -745,21 +751,19 @@ def record_callback(
     sessions, events = VerificationSession._meta, VerificationEvent._meta
     quote = connection.ops.quote_name
     read = [field for field in sessions.concrete_fields if field.name in CALLBACK_SESSION_FIELDS]  # from_db's order
-    written = [field for field in events.concrete_fields if not field.primary_key and field.name != "session"]
+    table, columns, values = _insert_parts(event, skip=("session",))
     # Identifiers come from the models' own metadata, quoted; every value is a query parameter.
     sql = (
         f"WITH found AS (SELECT {', '.join(quote(field.column) for field in read)} "  # noqa: S608
         f"FROM {quote(sessions.db_table)} WHERE {quote(sessions.get_field('provider').column)} = %s "
         f"AND {quote(sessions.get_field('callback_secret').column)} = %s), "
-        f"recorded AS (INSERT INTO {quote(events.db_table)} "
-        f"({quote(events.get_field('session').column)}, {', '.join(quote(field.column) for field in written)}) "
-        f"VALUES ((SELECT {quote(sessions.pk.column)} FROM found), {', '.join('%s' for _ in written)}) "
+        f"recorded AS (INSERT INTO {table} ({quote(events.get_field('session').column)}, {columns}) "
+        f"VALUES ((SELECT {quote(sessions.pk.column)} FROM found), {_params(values)}) "
         f"RETURNING {quote(events.pk.column)}) "
         f"SELECT recorded.{quote(events.pk.column)}, found.* FROM recorded LEFT JOIN found ON true"
     )
-    params = [field.get_db_prep_save(field.pre_save(event, add=True), connection) for field in written]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [provider, secret, *params])
+        cursor.execute(sql, [provider, secret, *values])
         event_id, *row = cursor.fetchone()
     event.pk = event_id
     event._state.adding = False
