@@ -5,6 +5,7 @@ SQLite by default. ``VL_TEST_DATABASE=postgres`` switches to PostgreSQL (``PGHOS
 """
 
 import os
+import tempfile
 
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
@@ -70,7 +71,16 @@ if os.environ.get("VL_TEST_DATABASE") == "postgres":
         }
     }
 else:
-    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+    # A file, not ":memory:": Django shares an in-memory test database between threads through
+    # SQLite's shared cache, whose table locks behave unlike a site's database file. And no
+    # ``transaction_mode``: Django's default (deferred) transactions, as a new site has them.
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": ":memory:",
+            "TEST": {"NAME": os.path.join(tempfile.gettempdir(), f"vl-tests-{os.getpid()}.sqlite3")},
+        }
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -119,6 +129,10 @@ VERIFICATION_LINK = {
     },
     "PUBLIC_BASE_URL": "https://www.example.com",
 }
+
+# DEBUG is off and the sandbox installed, as on a staging site: allowed explicitly, so that
+# ``manage.py check`` (and makemigrations) with these settings warns (W004) instead of failing (E012).
+VERIFICATION_LINK_SANDBOX = {"ALLOW_WITHOUT_DEBUG": True}
 
 LOGGING = {
     "version": 1,

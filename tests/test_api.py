@@ -70,6 +70,7 @@ def test_create_with_defaults_and_another_alias(api, fake_ooto):
         ({"scopes": "liveness"}, "scopes"),
         ({"scopes": []}, "scopes"),
         ({"provider": "nope"}, "provider"),
+        ({"provider": "ooto_eu"}, "provider"),  # configured, but not one of USER_PROVIDERS
         ({"metadata": ["x"]}, "metadata"),
         ({"metadata": {"x": "y" * 5000}}, "metadata"),
         ({"next_url": "https://evil.example/"}, "next_url"),

@@ -120,6 +120,9 @@ def test_single_provider_is_the_default():
         ({"DECISION_POLICY": "nowhere.decide"}, "verification_link.E008", 'VERIFICATION_LINK["DECISION_POLICY"]'),
         ({"PROVIDERS": ["ooto"]}, "verification_link.E001", 'VERIFICATION_LINK["PROVIDERS"]'),
         ({"PROVIDERS": {"ooto": "OotoProvider"}}, "verification_link.E001", 'VERIFICATION_LINK["PROVIDERS"]["ooto"]'),
+        ({"USER_PROVIDERS": "ooto"}, "verification_link.E011", 'VERIFICATION_LINK["USER_PROVIDERS"]'),
+        ({"USER_PROVIDERS": ["ooto", "sandbox"]}, "verification_link.E011", 'VERIFICATION_LINK["USER_PROVIDERS"]'),
+        ({"USER_PROVIDERS": [None]}, "verification_link.E011", 'VERIFICATION_LINK["USER_PROVIDERS"]'),
     ],
 )
 def test_each_misconfiguration_is_reported_with_the_key_to_fix(changes, expected_id, key):
@@ -128,6 +131,13 @@ def test_each_misconfiguration_is_reported_with_the_key_to_fix(changes, expected
     assert expected_id in ids(messages)
     message = next(m for m in messages if m.id == expected_id)
     assert key in message.msg
+
+
+def test_user_providers_of_configured_aliases_pass():
+    with with_settings(PROVIDERS={"ooto": OOTO, "eu": OOTO}, USER_PROVIDERS=["eu", "ooto"]):
+        assert vl_checks() == []
+    with with_settings(USER_PROVIDERS=[]):  # users start nothing: staff code does
+        assert vl_checks() == []
 
 
 def test_non_https_public_url_is_fine_in_debug():

@@ -1,4 +1,4 @@
-"""``manage.py verification_link poll|expire|refresh`` — output and exit status for cron."""
+"""``manage.py verification_link poll|expire|purge|refresh`` — output and exit status for cron."""
 
 from datetime import timedelta
 
@@ -93,3 +93,17 @@ def test_exit_status_from_a_real_process(tmp_path):
         [sys.executable, "manage.py", "verification_link"], cwd=root, capture_output=True, text=True, timeout=60
     )
     assert proc.returncode != 0
+
+
+def test_purge_prints_what_it_scrubbed(fake_ooto, user, client, vl_settings):
+    from verification_link.models import VerificationEvent
+
+    vl_settings(RETENTION_DAYS=1)
+    session = services.start_verification(user=user)
+    fake_ooto.complete(session)
+    services.refresh_session(session)
+    client.post("/verify/callback/ooto/" + "z" * 43 + "/", data=b"{}", content_type="application/json")
+    VerificationSession.objects.update(finished_at=timezone.now() - timedelta(days=2))
+    VerificationEvent.objects.update(created_at=timezone.now() - timedelta(days=2))
+    assert run("purge") == "purge: 1 sessions scrubbed, 1 unmatched or unauthenticated requests scrubbed"
+    assert run("purge") == "purge: 0 sessions scrubbed, 0 unmatched or unauthenticated requests scrubbed"

@@ -1,5 +1,6 @@
 """Background work: claiming, the poll and expiry sweeps in batches, retention, and the tasks."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -136,6 +137,78 @@ def test_expiry_end_states_follow_the_last_check(fake_ooto, user, commit, signal
     assert statuses[finished.pk] == "DONE"
     assert (result.found, result.processed, result.failed) == (3, 2, 1)
     assert [k["status"] for k in signal_log.of("verification_finished")].count("DONE") == 1
+
+
+def test_expiry_pages_through_many_batches_with_ties_across_their_boundaries(
+    fake_ooto, user, vl_settings, commit, signal_log
+):
+    vl_settings(EXPIRY_BATCH_SIZE=3)
+    sessions = make_sessions(fake_ooto, user, 11)
+    base = (timezone.now() - timedelta(days=1)).replace(microsecond=0)
+    # Expiry times 1, 1, 2, 2, 2, 2, 2, 3, 3, 3, 3 (minutes): batches of 3 cut through both runs of ties.
+    minutes = [1, 1, 2, 2, 2, 2, 2, 3, 3, 3, 3]
+    for session, minute in zip(sessions, minutes, strict=True):
+        expires_at = base + timedelta(minutes=minute)
+        VerificationSession.objects.filter(pk=session.pk).update(expires_at=expires_at)
+        fake_ooto.advance(session, "CREATED", next_step="LIVENESS", expires_at=expires_at)  # the provider agrees
+    untouched = [
+        VerificationSessionFactory(overdue=False),  # open, not due
+        VerificationSessionFactory(done=True, expires_at=base),  # final, past its expiry
+    ]
+    with commit():
+        result = services.run_expiry_sweep()
+    assert (result.found, result.processed, result.failed) == (11, 11, 0)
+    assert len(fake_ooto.calls("GET")) == 11  # one last check each, nobody twice
+    expired = VerificationSession.objects.filter(pk__in=[s.pk for s in sessions], status="EXPIRED")
+    assert expired.count() == 11
+    assert VerificationEvent.objects.filter(kind=Kind.EXPIRED).count() == 11
+    assert sorted(str(k["session"].pk) for k in signal_log.of("verification_finished")) == sorted(
+        str(s.pk) for s in sessions
+    )
+    assert [VerificationSession.objects.get(pk=s.pk).status for s in untouched] == ["CREATED", "DONE"]
+
+
+UUID = re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}")
+TIMESTAMP = re.compile(r"'?\d{4}-\d\d-\d\d[ T][0-9:.+]+'?(::timestamptz)?")
+
+
+def test_expiry_queries_per_batch_are_constant_and_carry_no_growing_id_list(vl_settings):
+    batch_size = 4
+    vl_settings(EXPIRY_BATCH_SIZE=batch_size)
+
+    def sweep(batches):
+        VerificationSessionFactory.create_batch(batch_size * batches, overdue=True)
+        with CaptureQueriesContext(connection) as ctx:
+            assert services.run_expiry_sweep(last_check=False).processed == batch_size * batches
+        return [query["sql"] for query in ctx.captured_queries]
+
+    one, two, six = len(sweep(1)), len(sweep(2)), sweep(6)
+    per_batch = two - one
+    assert len(six) == one + 5 * per_batch  # each further batch adds the same queries
+    # No query grows with the sessions already seen: none names more ids than one batch has, and
+    # the listings (after the first) are one statement, the same but for the cursor's values.
+    assert max(len(UUID.findall(sql)) for sql in six) <= batch_size
+    listings = [sql for sql in six if "ORDER BY" in sql and "LIMIT" in sql]
+    assert len(listings) == 6 + 1  # one per batch, and the empty one that ends the sweep
+    assert all(len(UUID.findall(sql)) <= 1 for sql in listings)
+    assert len({TIMESTAMP.sub("T", UUID.sub("U", sql)) for sql in listings[1:]}) == 1
+
+
+def test_expiry_counts_sessions_its_last_check_found_expired(fake_ooto, user, commit, signal_log):
+    silent, expired_there, finished = overdue(fake_ooto, user, 3)
+    fake_ooto.advance(expired_there, "EXPIRED")
+    fake_ooto.complete(finished)
+    with commit():
+        result = services.run_expiry_sweep()
+    assert (result.found, result.processed, result.failed) == (3, 2, 0)
+    statuses = dict(VerificationSession.objects.values_list("pk", "status"))
+    assert (statuses[silent.pk], statuses[expired_there.pk], statuses[finished.pk]) == ("EXPIRED", "EXPIRED", "DONE")
+    # The provider's EXPIRED was applied by the last check (a poll answer), not by the sweep itself.
+    assert not expired_there.events.filter(kind=Kind.EXPIRED).exists()
+    assert expired_there.events.get(kind=Kind.POLL, applied=True).new_status == "EXPIRED"
+    assert sorted(k["status"] for k in signal_log.of("verification_finished")) == ["DONE", "EXPIRED", "EXPIRED"]
+    fake_ooto.advance(silent, "CREATED")  # a second sweep finds nothing to count
+    assert services.expire_sessions() == 0
 
 
 def test_expiry_without_the_last_check_calls_nobody(fake_ooto, user, vl_settings):

@@ -296,6 +296,18 @@ class ValifyWebhookTests(InboundEndpointContract):
     def headers_for(self, session, body):
         return get_provider(self.alias).webhook_verifier().sign(body)
 
+    read_headers = ("Content-Type", "Content-Length", "X-Valify-Signature", "X-Valify-Timestamp")
+
+    def use_string_secret(self, settings, secret):
+        providers = dict(settings.VERIFICATION_LINK["PROVIDERS"])
+        providers[self.alias] = {**providers[self.alias], "WEBHOOK_SECRETS": secret}
+        settings.VERIFICATION_LINK = {**settings.VERIFICATION_LINK, "PROVIDERS": providers}
+        return True
+
+    def signed_with(self, session, body, secret):
+        verifier = WebhookVerifier(self.alias, {}, get_provider(self.alias).webhook_defaults)
+        return verifier.sign(body, secret=secret)
+
     def done_with_note(self, session, note):
         result = valify_result()
         result["liveness"]["note"] = note
@@ -445,6 +457,12 @@ class TestValifyWebhookWithSecretPath(ValifyWebhookTests):
     def url(self, session):
         return "/verify/webhook/valify/whsec-old-SECRET/"
 
+    def url_with_secret(self, session, secret):
+        return f"/verify/webhook/valify/{secret}/"
+
+    def signed_with(self, session, body, secret):
+        return {}
+
     def headers_for(self, session, body):
         return {}
 
@@ -501,3 +519,62 @@ def test_a_refused_webhook_logs_which_check_failed_never_the_secret(valify_api, 
     )
     assert "signature in X-Valify-Signature does not match the body" in caplog.text
     assert "whsec" not in caplog.text and session.token not in caplog.text
+
+
+# -- what of a webhook body is kept -------------------------------------------------------------------------
+
+
+def test_a_stored_body_loses_identity_numbers_and_images_at_any_depth(settings):
+    provider = get_provider("valify")
+    payload = {"status": "success", "result": valify_result(), "extra": [{"documents": [{"id_number": "1", "ok": 1}]}]}
+    kept = provider.storable_body(payload)
+    assert kept == {
+        "status": "success",
+        "result": {
+            "ocr": {"full_name": "Ann Example"},
+            "face_match": {"match": True, "score": 0.93},
+            "liveness": {"passed": True, "score": 0.97},
+            "phone_otp": {"verified": True},
+        },
+        "extra": [{"documents": [{"ok": 1}]}],
+    }
+    assert payload["result"]["ocr"]["national_id"] == "29901011234567"  # the payload itself is left alone
+    with_sensitive = dict(settings.VERIFICATION_LINK["PROVIDERS"])
+    with_sensitive["valify"] = {**with_sensitive["valify"], "STORE_SENSITIVE": True, "SENSITIVE_FIELDS": ["x"]}
+    settings.VERIFICATION_LINK = {**settings.VERIFICATION_LINK, "PROVIDERS": with_sensitive}
+    assert get_provider("valify").storable_body(payload) == payload
+    # Result parts a site never stores are not kept in the body either.
+    settings.VERIFICATION_LINK = {**settings.VERIFICATION_LINK, "DISCARD_RESULT_KEYS": ["ocr", "images"]}
+    kept = get_provider("valify").storable_body(payload)
+    assert set(kept["result"]) == {"face_match", "liveness", "phone_otp"} and kept["extra"] == payload["extra"]
+
+
+def test_the_walk_is_iterative():
+    """Hostile JSON can nest deeper than the interpreter recurses: no walk of ours may recurse. Past
+    the one depth limit (``jsonbody.MAX_DEPTH``, which parse_json enforces too) it is refused, never
+    a RecursionError — and never returned with its identity numbers left in."""
+    from verification_link.jsonbody import MAX_DEPTH, InvalidJSON
+
+    def nested(levels):
+        deep = leaf = {}
+        for _ in range(levels):
+            leaf["next"] = {}
+            leaf = leaf["next"]
+        leaf["national_id"] = "29901011234567"
+        leaf["name"] = "Ann"
+        return deep
+
+    provider = get_provider("valify")
+    walks = (lambda v: provider.storable_body({"result": v}), lambda v: provider.sensitive_parts_removed({"ocr": v}))
+    for walk in walks:
+        with pytest.raises(InvalidJSON):
+            walk(nested(100_000))
+        node = next(iter(walk(nested(MAX_DEPTH - 3)).values()))
+        while "next" in node:
+            node = node["next"]
+        assert node == {"name": "Ann"}
+
+
+def test_other_providers_keep_a_body_unchanged_by_default():
+    payload = {"status": "DONE", "result": {"national_id": "1"}}
+    assert get_provider("ooto").storable_body(payload) == payload

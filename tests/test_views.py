@@ -192,8 +192,13 @@ def test_qr_template_tag(session):
 # -- return -------------------------------------------------------------------------------------------
 
 
-def test_return_checks_now_and_lands_on_the_status_page(owner, fake_ooto, session):
+def make_due(session):
+    VerificationSession.objects.filter(pk=session.pk).update(next_poll_at=timezone.now() - timedelta(seconds=1))
+
+
+def test_return_checks_when_a_poll_is_due_and_lands_on_the_status_page(owner, fake_ooto, session):
     fake_ooto.complete(session)
+    make_due(session)
     response = owner.get(f"/verify/s/{session.pk}/return/")
     assert (response.status_code, response["Location"]) == (302, f"/verify/s/{session.pk}/")
     session.refresh_from_db()
@@ -235,6 +240,7 @@ def test_return_on_another_device_shows_a_neutral_page(client, fake_ooto, sessio
 
 def test_return_survives_a_provider_outage(owner, fake_ooto, session):
     fake_ooto.fail_next(503)
+    make_due(session)
     response = owner.get(f"/verify/s/{session.pk}/return/")
     assert response.status_code == 302
     session.refresh_from_db()
@@ -246,6 +252,45 @@ def test_return_is_never_evidence(owner, fake_ooto, session, signal_log):
     session.refresh_from_db()
     assert session.status == "CREATED"
     assert signal_log == []
+
+
+def test_seven_anonymous_return_hits_make_at_most_one_provider_call(client, fake_ooto, session):
+    """A return is a hint, and anyone may hit it: it asks the provider only when a poll is due."""
+    make_due(session)
+    for _ in range(7):
+        assert client.get(f"/verify/s/{session.pk}/return/").status_code == 200
+    assert len(fake_ooto.calls("GET")) == 1
+    assert session.events.filter(kind=Kind.POLL).count() == 1  # one event per real provider answer
+    assert session.events.count() == 2  # created, and that answer
+
+
+def test_a_return_when_no_poll_is_due_asks_nothing_and_pulls_the_poll_forward(client, fake_ooto, session):
+    later = timezone.now() + timedelta(seconds=300)
+    VerificationSession.objects.filter(pk=session.pk).update(next_poll_at=later)
+    fake_ooto.complete(session)
+    client.get(f"/verify/s/{session.pk}/return/")
+    assert not fake_ooto.calls("GET")
+    session.refresh_from_db()
+    assert session.status == "CREATED"
+    assert session.next_poll_at <= timezone.now() + timedelta(seconds=10)  # POLL_INTERVAL: soon, not now
+    before = VerificationSession.objects.filter(pk=session.pk).values().get()
+    for _ in range(6):
+        client.get(f"/verify/s/{session.pk}/return/")
+    assert VerificationSession.objects.filter(pk=session.pk).values().get() == before  # writes nothing
+    assert not fake_ooto.calls("GET") and session.events.count() == 1
+    # The pulled-forward poll confirms the outcome.
+    assert services.run_poll_sweep(now=session.next_poll_at).processed == 1
+    session.refresh_from_db()
+    assert session.status == "DONE"
+
+
+def test_concurrent_due_returns_claim_one_provider_call(fake_ooto, session):
+    """Two hits that both read "due": the claim (a conditional UPDATE) lets one of them ask."""
+    make_due(session)
+    stale = VerificationSession.objects.get(pk=session.pk)
+    assert services.refresh_on_return(stale).pk == session.pk
+    assert services.refresh_on_return(stale).pk == session.pk  # read as due, but claimed meanwhile
+    assert len(fake_ooto.calls("GET")) == 1
 
 
 # -- callback -----------------------------------------------------------------------------------------
@@ -355,12 +400,15 @@ def test_callback_query_count_is_small_and_constant(client, fake_ooto, user, cel
 
 def test_inline_confirmation_of_an_unchanged_status_is_two_statements_around_the_call(client, fake_ooto, session):
     """Inline (no Celery), a callback whose confirmation brings the status we hold costs, on
-    PostgreSQL, one statement before the provider call (find the session, record the request) and
-    one after (mark it processed, record the answer); the session row is not rewritten to say
-    nothing changed. SQLite: the same work as four. ``benchmarks/run.py`` weighs this path against
-    a bare view."""
+    PostgreSQL, one statement before the provider call (find the session, record the request), the
+    claim of the call (``last_polled_at``: callbacks within ``CALLBACK_COALESCE_SECONDS`` share it)
+    and one after (mark it processed, record the answer); the session row is not otherwise
+    rewritten to say nothing changed. SQLite: the same work as five. ``benchmarks/run.py`` weighs
+    this path against a bare view."""
     fake_ooto.advance(session, "IN_PROGRESS", next_step="LIVENESS")
     services.refresh_session(session)
+    # The last call is older than the coalescing window: this callback asks again.
+    VerificationSession.objects.filter(pk=session.pk).update(last_polled_at=timezone.now() - timedelta(minutes=1))
     session.refresh_from_db()
     before = VerificationSession.objects.filter(pk=session.pk).values().get()
     with CaptureQueriesContext(connection) as ctx:
@@ -368,9 +416,9 @@ def test_inline_confirmation_of_an_unchanged_status_is_two_statements_around_the
     sql = [q["sql"] for q in ctx.captured_queries]
     statements = [q.split()[0] for q in sql if not q.startswith(("SAVEPOINT", "RELEASE"))]
     if connection.vendor == "postgresql":
-        assert statements == ["WITH", "WITH"]
+        assert statements == ["WITH", "UPDATE", "WITH"]
     else:
-        assert statements == ["SELECT", "INSERT", "UPDATE", "INSERT"]
+        assert statements == ["SELECT", "INSERT", "UPDATE", "UPDATE", "INSERT"]
     event = session.events.get(kind=Kind.CALLBACK)
     assert (event.valid, event.processed, event.error, event.session_id) == (True, True, "", session.pk)
     assert event.headers["Content-Type"] == "application/json" and json.loads(event.body) == {"status": "IN_PROGRESS"}
@@ -382,7 +430,9 @@ def test_inline_confirmation_of_an_unchanged_status_is_two_statements_around_the
         True,
     )
     assert answer.data["next_step"] == "LIVENESS"
-    assert VerificationSession.objects.filter(pk=session.pk).values().get() == before
+    after = VerificationSession.objects.filter(pk=session.pk).values().get()
+    assert after.pop("last_polled_at") > before.pop("last_polled_at")  # the claim: when we asked
+    assert after == before
 
 
 def test_an_unknown_secret_is_recorded_without_a_session(client, fake_ooto, session):
@@ -397,6 +447,8 @@ def test_an_unknown_secret_is_recorded_without_a_session(client, fake_ooto, sess
 def test_a_second_confirmation_of_the_same_callback_records_nothing_more(client, fake_ooto, session, celery_app):
     fake_ooto.advance(session, "IN_PROGRESS", next_step="LIVENESS")
     services.refresh_session(session)
+    # Older than the coalescing window: the confirmation asks the provider.
+    VerificationSession.objects.filter(pk=session.pk).update(last_polled_at=timezone.now() - timedelta(minutes=1))
     post_json(client, callback_url(session), {"status": "IN_PROGRESS"})
     event = session.events.get(kind=Kind.CALLBACK)
     stale = VerificationEvent.objects.select_related("session").get(pk=event.pk)

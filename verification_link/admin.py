@@ -41,6 +41,7 @@ from django.utils.translation import gettext_lazy as _
 
 from . import conf, services
 from .exceptions import InvalidTransition, ProviderError
+from .framing import forbid_framing
 from .jsonbody import parse_json
 from .models import VerificationEvent, VerificationSession
 from .qr import qr_svg
@@ -48,6 +49,8 @@ from .results import REDACTED, can_view_sensitive, check_rows, quality_checks, r
 
 Status = VerificationSession.Status
 Decision = VerificationSession.Decision
+# A verdict: replacing one takes a confirmation. ``review`` is the queue waiting for a verdict.
+SETTLED_DECISIONS = (Decision.APPROVED, Decision.REJECTED)
 
 STATUS_COLOURS = {
     "CREATED": "#6b7280",
@@ -97,8 +100,21 @@ class NoteForm(forms.Form):
     )
 
 
+class DecisionForm(NoteForm):
+    replace = forms.BooleanField(
+        label=_("Change the existing decision"),
+        required=False,
+        help_text=_("Without it, a session that already has another decision keeps it."),
+    )
+
+
 class SessionAction:
-    """One staff action, applied to each session through the services; returns a message per outcome."""
+    """One staff action, applied to each session through the services.
+
+    ``apply(session, user, note, replace)`` returns the outcome that ``_report`` counts and says:
+    ``done``, ``failed``, ``skipped``, or for decisions ``not_completed``, ``decided`` (another
+    verdict, not confirmed) and ``already``. ``decision`` is set for the actions that record one.
+    """
 
     def __init__(
         self,
@@ -109,12 +125,26 @@ class SessionAction:
         *,
         needs_note: bool = False,
         danger: bool = False,
+        decision: str = "",
     ) -> None:
         self.name, self.title, self.verb, self.apply = name, title, verb, apply
-        self.needs_note, self.danger = needs_note, danger
+        self.needs_note, self.danger, self.decision = needs_note, danger, decision
 
 
-def _refresh(session: VerificationSession, user: Any, note: str) -> str:
+def decision_refusal(session: VerificationSession, decision: str) -> str | None:
+    """Why recording ``decision`` on ``session`` would change nothing, as an outcome key; None when
+    it can be recorded (perhaps only with a confirmation: see ``SETTLED_DECISIONS``). The service
+    decides again under the row lock; this is what the pages offer and say."""
+    if decision == Decision.APPROVED and session.status != Status.DONE:
+        return "not_completed"
+    if not session.is_final:
+        return "skipped"
+    if session.decision == decision:
+        return "already"
+    return None
+
+
+def _refresh(session: VerificationSession, user: Any, note: str, replace: bool) -> str:
     if session.is_final:
         return "skipped"
     try:
@@ -124,7 +154,7 @@ def _refresh(session: VerificationSession, user: Any, note: str) -> str:
     return "done"
 
 
-def _cancel(session: VerificationSession, user: Any, note: str) -> str:
+def _cancel(session: VerificationSession, user: Any, note: str, replace: bool) -> str:
     if session.status == Status.CANCELED:
         return "skipped"
     try:
@@ -135,12 +165,16 @@ def _cancel(session: VerificationSession, user: Any, note: str) -> str:
 
 
 def _review(decision: str) -> Callable[..., str]:
-    def apply(session: VerificationSession, user: Any, note: str) -> str:
+    def apply(session: VerificationSession, user: Any, note: str, replace: bool) -> str:
+        already = session.decision == decision
         try:
-            services.review_session(session, decision=decision, reviewer=user, note=note)
+            services.review_session(session, decision=decision, reviewer=user, note=note, replace=replace)
         except InvalidTransition:
-            return "skipped"
-        return "done"
+            # Say why from the state that made the service refuse (it may have changed since the
+            # page was shown): not completed, still open, or decided otherwise and not confirmed.
+            session.refresh_from_db(fields=["status", "decision"])
+            return decision_refusal(session, decision) or "decided"
+        return "already" if already else "done"  # the service records a repeated decision once
 
     return apply
 
@@ -150,8 +184,23 @@ ACTIONS = {
     for action in [
         SessionAction("refresh", _("Refresh from provider"), _("refreshed"), _refresh),
         SessionAction("cancel", _("Cancel"), _("canceled"), _cancel, danger=True),
-        SessionAction("approve", _("Approve"), _("approved"), _review(Decision.APPROVED), needs_note=True),
-        SessionAction("reject", _("Reject"), _("rejected"), _review(Decision.REJECTED), needs_note=True, danger=True),
+        SessionAction(
+            "approve",
+            _("Approve"),
+            _("approved"),
+            _review(Decision.APPROVED),
+            needs_note=True,
+            decision=Decision.APPROVED,
+        ),
+        SessionAction(
+            "reject",
+            _("Reject"),
+            _("rejected"),
+            _review(Decision.REJECTED),
+            needs_note=True,
+            danger=True,
+            decision=Decision.REJECTED,
+        ),
     ]
 }
 
@@ -295,7 +344,7 @@ class VerificationSessionAdmin(RefusesNulParameters, admin.ModelAdmin):
                 },
             ),
         ]
-        if sensitive and obj is not None and not obj.is_final and obj.url:
+        if self._shows_handoff(request, obj):
             fieldsets.append((_("Hand-off (one-time link: a secret)"), {"fields": ["handoff"]}))
         fieldsets += [
             (_("Provider"), {"fields": ["external_id", "reference", "metadata"], "classes": ["collapse"]}),
@@ -306,6 +355,10 @@ class VerificationSessionAdmin(RefusesNulParameters, admin.ModelAdmin):
             (_("Event timeline"), {"fields": ["timeline_full" if sensitive else "timeline_redacted"]}),
         ]
         return fieldsets
+
+    @staticmethod
+    def _shows_handoff(request: HttpRequest, obj: VerificationSession | None) -> bool:
+        return obj is not None and not obj.is_final and bool(obj.url) and can_view_sensitive(request.user)
 
     def changeform_view(
         self,
@@ -324,16 +377,30 @@ class VerificationSessionAdmin(RefusesNulParameters, admin.ModelAdmin):
             "show_save_and_add_another": False,
             "vl_actions": self._actions_for(request, obj) if obj is not None else [],
         }
-        return super().changeform_view(request, object_id, form_url, extra_context)
+        response = super().changeform_view(request, object_id, form_url, extra_context)
+        if self._shows_handoff(request, obj):
+            forbid_framing(response)  # the page shows the one-time link and its QR code
+        return response
 
     def _actions_for(self, request: HttpRequest, obj: VerificationSession) -> list[dict[str, Any]]:
+        """The detail page's buttons: only what can change something (no Approve on a session that
+        is not completed or already approved), and one replacing a verdict says so."""
         if not self.has_change_permission(request, obj):
             return []
-        available = ["refresh", "cancel"] if not obj.is_final else ["approve", "reject"]
-        return [
-            {"title": ACTIONS[name].title, "url": reverse(f"admin:{self._url_prefix()}_{name}", args=[obj.pk])}
-            for name in available
-        ]
+        if not obj.is_final:
+            available = [ACTIONS["refresh"], ACTIONS["cancel"]]
+        else:
+            available = [a for a in (ACTIONS["approve"], ACTIONS["reject"]) if not decision_refusal(obj, a.decision)]
+        buttons = []
+        for action in available:
+            title = str(action.title)
+            if action.decision and obj.decision in SETTLED_DECISIONS:
+                title = gettext("%(action)s (changes the decision: %(current)s)") % {
+                    "action": action.title,
+                    "current": obj.get_decision_display(),
+                }
+            buttons.append({"title": title, "url": reverse(f"admin:{self._url_prefix()}_{action.name}", args=[obj.pk])})
+        return buttons
 
     def _url_prefix(self) -> str:
         return f"{self.opts.app_label}_{self.opts.model_name}"
@@ -595,30 +662,45 @@ class VerificationSessionAdmin(RefusesNulParameters, admin.ModelAdmin):
             obj = get_object_or_404(VerificationSession, pk=object_id)
             if not self.has_change_permission(request, obj):
                 raise PermissionDenied
+            back = HttpResponseRedirect(reverse(f"admin:{self._url_prefix()}_change", args=[obj.pk]))
+            action = ACTIONS[name]
+            refusal = decision_refusal(obj, action.decision) if action.decision else None
+            if refusal:  # not offered on the page (a stale page, a typed URL): say why, ask nothing
+                self._report(request, action, Counter({refusal: 1}))
+                return back
             queryset = VerificationSession.objects.filter(pk=obj.pk)
-            response = self._confirm_and_apply(request, queryset, ACTIONS[name], single=True)
-            return response or HttpResponseRedirect(reverse(f"admin:{self._url_prefix()}_change", args=[obj.pk]))
+            return self._confirm_and_apply(request, queryset, action, single=True) or back
 
         return view
 
     def _confirm_and_apply(
         self, request: HttpRequest, queryset: QuerySet, action: SessionAction, *, single: bool = False
     ) -> HttpResponse | None:
-        """A confirmation page (with a required note for decisions); on confirmation, apply the
+        """A confirmation page (with a required note for decisions, and a warning and a "change the
+        existing decision" checkbox where a verdict would be replaced); on confirmation, apply the
         action to each session through the services and say how it went. None when done."""
-        form = NoteForm(request.POST if "confirm" in request.POST else None) if action.needs_note else None
+        data = request.POST if "confirm" in request.POST else None
+        form_class = DecisionForm if action.decision else NoteForm
+        form = form_class(data) if action.needs_note else None
         if "confirm" in request.POST and (form is None or form.is_valid()):
             note = form.cleaned_data["note"] if form is not None else ""
-            outcomes = {"done": 0, "failed": 0, "skipped": 0}
+            replace = bool(form.cleaned_data.get("replace")) if form is not None else False
+            outcomes: Counter[str] = Counter()
             for session in queryset.order_by("created_at"):
-                outcomes[action.apply(session, request.user, note)] += 1
+                outcomes[action.apply(session, request.user, note, replace)] += 1
             self._report(request, action, outcomes)
             return None
+        warnings = self._decision_warnings(queryset, action, single=single) if action.decision else []
+        conflicting = any(kind == "decided" for kind, _text in warnings)
+        if form is not None and conflicting and single:
+            form.fields["replace"].widget.attrs["required"] = True  # the one thing this page is for
         context = {
             **self.admin_site.each_context(request),
             "title": action.title,
             "action": action,
             "form": form,
+            "warnings": [text for _kind, text in warnings],
+            "show_replace": conflicting,
             "sessions": list(queryset.select_related("user")[:200]),
             "count": queryset.count(),
             "single": single,
@@ -628,7 +710,77 @@ class VerificationSessionAdmin(RefusesNulParameters, admin.ModelAdmin):
         }
         return TemplateResponse(request, self.action_template, context)
 
-    def _report(self, request: HttpRequest, action: SessionAction, outcomes: dict[str, int]) -> None:
+    def _decision_warnings(self, queryset: QuerySet, action: SessionAction, *, single: bool) -> list[tuple[str, str]]:
+        """What the confirmation of a decision must say before it is given, counted in one query:
+        sessions it will skip, and sessions whose verdict it would replace (only if confirmed)."""
+        decision = action.decision
+        eligible = (
+            Q(status=Status.DONE) if decision == Decision.APPROVED else Q(status__in=VerificationSession.FINAL_STATUSES)
+        )
+        counts = queryset.aggregate(
+            ineligible=Count("pk", filter=~eligible),
+            already=Count("pk", filter=eligible & Q(decision=decision)),
+            decided=Count("pk", filter=eligible & Q(decision__in=SETTLED_DECISIONS) & ~Q(decision=decision)),
+        )
+        warnings: list[tuple[str, str]] = []
+        if counts["decided"] and single:
+            current = queryset.first()
+            warnings.append(
+                (
+                    "decided",
+                    gettext(
+                        "This session already has a decision: %(current)s. Tick “Change the existing decision” "
+                        "to replace it."
+                    )
+                    % {"current": current.get_decision_display() if current else ""},
+                )
+            )
+        elif counts["decided"]:
+            warnings.append(
+                (
+                    "decided",
+                    ngettext(
+                        "%(count)d of these sessions already has another decision: it keeps it unless you tick "
+                        "“Change the existing decision”.",
+                        "%(count)d of these sessions already have another decision: they keep it unless you tick "
+                        "“Change the existing decision”.",
+                        counts["decided"],
+                    )
+                    % {"count": counts["decided"]},
+                )
+            )
+        if counts["ineligible"]:
+            text = (
+                ngettext(
+                    "%(count)d of these sessions is not completed: it will be skipped "
+                    "(only a completed session can be approved).",
+                    "%(count)d of these sessions are not completed: they will be skipped "
+                    "(only a completed session can be approved).",
+                    counts["ineligible"],
+                )
+                if decision == Decision.APPROVED
+                else ngettext(
+                    "%(count)d of these sessions is still open: it will be skipped.",
+                    "%(count)d of these sessions are still open: they will be skipped.",
+                    counts["ineligible"],
+                )
+            )
+            warnings.append(("ineligible", text % {"count": counts["ineligible"]}))
+        if counts["already"]:
+            warnings.append(
+                (
+                    "already",
+                    ngettext(
+                        "%(count)d of these sessions is already %(verb)s: it stays as it is.",
+                        "%(count)d of these sessions are already %(verb)s: they stay as they are.",
+                        counts["already"],
+                    )
+                    % {"count": counts["already"], "verb": action.verb},
+                )
+            )
+        return warnings
+
+    def _report(self, request: HttpRequest, action: SessionAction, outcomes: Counter[str]) -> None:
         if outcomes["done"]:
             self.message_user(
                 request,
@@ -656,6 +808,40 @@ class VerificationSessionAdmin(RefusesNulParameters, admin.ModelAdmin):
                     outcomes["skipped"],
                 )
                 % {"count": outcomes["skipped"]},
+                messages.WARNING,
+            )
+        if outcomes["not_completed"]:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d skipped: not completed (only a completed session can be approved).",
+                    "%(count)d skipped: not completed (only a completed session can be approved).",
+                    outcomes["not_completed"],
+                )
+                % {"count": outcomes["not_completed"]},
+                messages.WARNING,
+            )
+        if outcomes["decided"]:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d skipped: already decided — confirm to change it (tick “Change the existing decision”).",
+                    "%(count)d skipped: already decided — confirm to change them "
+                    "(tick “Change the existing decision”).",
+                    outcomes["decided"],
+                )
+                % {"count": outcomes["decided"]},
+                messages.WARNING,
+            )
+        if outcomes["already"]:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d skipped: already %(verb)s.",
+                    "%(count)d skipped: already %(verb)s.",
+                    outcomes["already"],
+                )
+                % {"count": outcomes["already"], "verb": action.verb},
                 messages.WARNING,
             )
 

@@ -1,3 +1,5 @@
+"""The app's configuration: checks, the provider cache reset and log filters wired up at start."""
+
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
@@ -12,3 +14,6 @@ class VerificationLinkConfig(AppConfig):
             checks,  # noqa: F401  (registers the system checks)
             providers,  # noqa: F401  (connects the settings-changed cache reset)
         )
+        from .logsafe import install_log_filters
+
+        install_log_filters()

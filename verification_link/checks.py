@@ -9,8 +9,14 @@ E005  SCOPES names a scope the provider does not know
 E006  TTL out of the provider's range
 E007  PUBLIC_BASE_URL is not an absolute http(s) origin
 E008  DECISION_POLICY does not import
+E009  a WEBHOOK_* setting of an alias has a wrong value (webhooks.py)
+E010  Valify LANG is not a language it offers (providers/valify.py)
+E011  USER_PROVIDERS is not a list of configured aliases
+E012  the sandbox is installed while DEBUG is off (verification_link/sandbox/checks.py)
 W001  PUBLIC_BASE_URL is not HTTPS while DEBUG is off
 W002  a provider BASE_URL is not HTTPS
+W003  WEBHOOK_SECRETS of an alias is empty (webhooks.py)
+W004  the sandbox is installed while DEBUG is off, allowed by ALLOW_WITHOUT_DEBUG (sandbox/checks.py)
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         messages += _check_provider(alias, config)
     messages += _check_public_base_url()
     messages += _check_decision_policy()
+    messages += _check_user_providers()
     return messages
 
 
@@ -112,4 +119,19 @@ def _check_decision_policy() -> list[CheckMessage]:
         ]
     if not callable(policy):
         return [Error(f"{conf.key_path('DECISION_POLICY')} = {path!r} is not callable.", id="verification_link.E008")]
+    return []
+
+
+def _check_user_providers() -> list[CheckMessage]:
+    # The same validation the start form and the API apply at each use (conf.user_providers).
+    try:
+        conf.user_providers(strict=True)
+    except ConfigurationError as exc:
+        return [
+            Error(
+                str(exc),
+                hint="Until it is fixed, users may start only with DEFAULT_PROVIDER.",
+                id="verification_link.E011",
+            )
+        ]
     return []

@@ -8,7 +8,8 @@ restarting imports. Errors name the exact key to fix, e.g.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.conf import settings
@@ -17,10 +18,14 @@ from .exceptions import ConfigurationError
 
 SETTING_NAME = "VERIFICATION_LINK"
 
+logger = logging.getLogger("verification_link.conf")
+
 #: Defaults of the top-level keys. Each is documented in README.rst ("Settings").
 DEFAULTS: dict[str, Any] = {
     "DEFAULT_PROVIDER": None,
     "PROVIDERS": {},
+    # The aliases a user may pick (start form, REST API); None: [DEFAULT_PROVIDER]. Staff code: any.
+    "USER_PROVIDERS": None,
     "PUBLIC_BASE_URL": None,
     # HTTP timeouts (seconds) for provider calls; a provider alias may override each.
     "CONNECT_TIMEOUT": 5.0,
@@ -39,8 +44,12 @@ DEFAULTS: dict[str, Any] = {
     # Ask a pollable provider one last time before expiring; sessions expired per transaction.
     "EXPIRY_LAST_CHECK": True,
     "EXPIRY_BATCH_SIZE": 500,
-    # Days after finish before SENSITIVE_RESULT_KEYS and raw inbound bodies are scrubbed.
+    # Days after finish before SENSITIVE_RESULT_KEYS and raw inbound bodies are scrubbed; also the
+    # age at which inbound requests that matched no session, or were never authenticated, lose
+    # their body and headers.
     "RETENTION_DAYS": 90,
+    # Rows scrubbed per statement by the retention purge (bounded id lists, short transactions).
+    "PURGE_BATCH_SIZE": 500,
     # Biometric / special-category parts of a result: scrubbed at retention, hidden from staff
     # without the ``view_sensitive_result`` permission, never in API output.
     "SENSITIVE_RESULT_KEYS": ["demography", "landmarks", "box"],
@@ -52,6 +61,14 @@ DEFAULTS: dict[str, Any] = {
     "DISCARD_RESULT_KEYS": [],
     # Inbound bodies larger than this are refused (413); smaller ones are stored with the event.
     "MAX_EVENT_BODY_BYTES": 65536,
+    # Bytes of an inbound body kept while the request is not authenticated: a webhook before its
+    # signature verified, a callback whose URL secret names no session. A verified webhook, or a
+    # callback carrying a session's secret, keeps up to MAX_EVENT_BODY_BYTES.
+    "UNVERIFIED_BODY_BYTES": 1024,
+    # Seconds within which a valid-secret callback shares the provider call of the last one we
+    # made for its session instead of asking again (0: every callback asks); the next poll is
+    # pulled forward to the end of the window so a completion is still confirmed soon.
+    "CALLBACK_COALESCE_SECONDS": 5,
     # Background work: "auto" (Celery when the site has a non-eager Celery app), "celery", "inline".
     "TASKS": "auto",
     # REST API: the throttle rate of the scope "verification_link" when DRF's settings name none,
@@ -94,6 +111,52 @@ def get(name: str) -> Any:
     return user_settings().get(name, DEFAULTS[name])
 
 
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _non_negative_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 86400
+
+
+def _string_list(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and all(isinstance(item, str) and item for item in value)
+
+
+def _rate(value: Any) -> bool:
+    if not isinstance(value, str) or "/" not in value:
+        return False
+    count, _, period = value.partition("/")
+    return count.isascii() and count.isdigit() and period[:1] in ("s", "m", "h", "d")
+
+
+#: Keys that guard something (how much is stored, what is hidden or kept, how often a client may
+#: call): checked each time they are read, since a site's server (gunicorn) runs no system checks.
+#: A bad value falls back to the default, the safe side, and the exact key is logged.
+GUARDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "MAX_EVENT_BODY_BYTES": (_positive_int, "a positive whole number of bytes"),
+    "UNVERIFIED_BODY_BYTES": (_positive_int, "a positive whole number of bytes"),
+    "CALLBACK_COALESCE_SECONDS": (_non_negative_number, "seconds from 0 (off) to a day"),
+    "PURGE_BATCH_SIZE": (_positive_int, "a positive whole number"),
+    "RETENTION_DAYS": (_positive_int, "a positive whole number of days"),
+    "SENSITIVE_RESULT_KEYS": (_string_list, "a list of non-empty strings"),
+    "DISCARD_RESULT_KEYS": (_string_list, "a list of non-empty strings"),
+    "API_THROTTLE_RATE": (_rate, "a rate such as '60/minute'"),
+}
+
+
+def guarded(name: str) -> Any:
+    """The value of a key of ``GUARDS``, validated at this use: a wrong value (type or range) is
+    logged as an error naming the exact key — never the value, which may be a secret — and the
+    default applies instead."""
+    value = get(name)
+    valid, expected = GUARDS[name]
+    if valid(value):
+        return value
+    logger.error("%s must be %s; using the default until it is fixed.", key_path(name), expected)
+    return DEFAULTS[name]
+
+
 def providers() -> Mapping[str, Mapping[str, Any]]:
     value = get("PROVIDERS")
     if not isinstance(value, Mapping):
@@ -123,3 +186,40 @@ def default_provider() -> str:
             return next(iter(configs))
         raise ConfigurationError(f"Set {key_path('DEFAULT_PROVIDER')} to one of the aliases of PROVIDERS.")
     return alias
+
+
+def user_providers(*, strict: bool = False) -> list[str]:
+    """The aliases a user may pick in the start form and the REST API, in the site's order.
+
+    ``USER_PROVIDERS`` guards which providers users reach (a sandbox configured for staff must stay
+    out of their hands), so it is validated at each use, not only by ``manage.py check``. When it
+    is not a list of configured aliases, users get only ``DEFAULT_PROVIDER`` (nothing when that is
+    broken too) and an error naming the key is logged; with ``strict`` (the system check) the
+    ``ConfigurationError`` is raised instead.
+    """
+    key = key_path("USER_PROVIDERS")
+    value = get("USER_PROVIDERS")
+    if value is not None:
+        try:
+            configured = providers()
+            # A str is a sequence of strings too: ("sandbox") without its comma must not pass.
+            if not isinstance(value, (list, tuple)) or not all(isinstance(alias, str) for alias in value):
+                raise ConfigurationError(f"{key} must be a list of provider aliases, not {type(value).__name__}.")
+            unknown = [alias for alias in value if alias not in configured]
+            if unknown:
+                raise ConfigurationError(f"{key} names {unknown!r}, which {key_path('PROVIDERS')} does not configure.")
+            return list(dict.fromkeys(value))
+        except ConfigurationError as exc:
+            if strict:
+                raise
+            logger.error("%s Users may start only with %s until it is fixed.", exc, key_path("DEFAULT_PROVIDER"))
+    try:
+        alias = default_provider()
+        if alias not in providers():
+            raise ConfigurationError(f"{key_path('DEFAULT_PROVIDER')} = {alias!r} is not an alias of PROVIDERS.")
+    except ConfigurationError as exc:
+        if strict:
+            return []  # not this key's problem: E002 reports it
+        logger.error("%s Users can start no verification until it is fixed.", exc)
+        return []
+    return [alias]

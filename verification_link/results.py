@@ -33,7 +33,7 @@ def redact(result: Mapping[str, Any] | None, *, sensitive: bool, provider: str |
             return get_provider(provider).sensitive_parts_removed(result)
         except ConfigurationError:
             pass  # an alias since removed from settings: the generic keys still apply
-    hidden = set(conf.get("SENSITIVE_RESULT_KEYS") or ())
+    hidden = set(conf.guarded("SENSITIVE_RESULT_KEYS"))
     return {key: value for key, value in result.items() if key not in hidden}
 
 

@@ -31,13 +31,14 @@ from django.dispatch import Signal
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.module_loading import import_string
 
 from . import conf, signals
 from .exceptions import ConfigurationError, InvalidRequest, InvalidTransition, ProviderError
+from .jsonbody import InvalidJSON, storable
 from .models import VerificationEvent, VerificationSession
 from .providers import CreateRequest, StatusReport, get_provider, load_backend
-from .providers.base import storable
 from .results import redact
 
 logger = logging.getLogger("verification_link")
@@ -49,16 +50,19 @@ Kind = VerificationEvent.Kind
 SessionRef = VerificationSession | uuid.UUID | str
 
 __all__ = [
+    "PurgeResult",
     "SweepResult",
     "apply_report",
     "cancel_session",
     "expire_sessions",
     "poll_due_sessions",
     "poll_interval",
+    "refresh_on_return",
     "refresh_session",
     "review_session",
     "run_expiry_sweep",
     "run_poll_sweep",
+    "run_purge",
     "start_verification",
 ]
 
@@ -78,8 +82,25 @@ def _lock(session: SessionRef) -> VerificationSession:
     (a foreign key to the session) takes. With plain ``FOR UPDATE``, a callback being recorded while
     a poll applies an answer can deadlock on the row's update chain.
     """
+    take_write_lock()
     no_key = connection.features.has_select_for_no_key_update
     return VerificationSession.objects.select_for_update(no_key=no_key).get(pk=_pk(session))
+
+
+def take_write_lock() -> None:
+    """Start the surrounding transaction holding the database's write lock where the database has
+    no row locks (SQLite): call it first thing in every transaction that reads, then writes.
+
+    In SQLite's default (deferred) transactions a read takes a shared lock, and the first write
+    must then upgrade it; when another connection is writing, SQLite refuses the upgrade at once —
+    "database is locked", no busy timeout — because waiting could deadlock. A write as the first
+    statement instead waits its turn like any autocommit write. The write is an ``UPDATE`` that
+    matches no row: nothing changes, no signal fires. Databases with row locks (PostgreSQL,
+    MySQL) take ``SELECT … FOR UPDATE`` locks instead and skip it.
+    """
+    if connection.features.has_select_for_update or not connection.in_atomic_block:
+        return
+    VerificationSession.objects.filter(pk=None).update(poll_attempts=0)
 
 
 def _send_on_commit(signal: Signal, session: VerificationSession, **kwargs: Any) -> None:
@@ -110,7 +131,7 @@ def _schedule_next_poll(session: VerificationSession, now: datetime, *, moved: b
 
 def _stored_result(result: Mapping[str, Any]) -> dict[str, Any]:
     """The parts of a provider result the site chose to store at all."""
-    discard = set(conf.get("DISCARD_RESULT_KEYS") or ())
+    discard = set(conf.guarded("DISCARD_RESULT_KEYS"))
     return {key: value for key, value in result.items() if key not in discard}
 
 
@@ -245,12 +266,16 @@ def start_verification(
         raise InvalidRequest("next_url must be a string")
     if user is not None and getattr(user, "pk", None) is None:
         user = None  # AnonymousUser, or an unsaved user: the session belongs to nobody
+    try:
+        metadata = storable(dict(metadata))
+    except InvalidJSON as exc:
+        raise InvalidRequest(f"metadata cannot be stored: {exc}") from None
 
     session = VerificationSession(
         user=user,
         provider=alias,
         scopes=scopes,
-        metadata=storable(dict(metadata)),
+        metadata=metadata,
         next_url=next_url or "",
         reference=uuid.uuid4().hex if backend.uses_reference else "",
     )
@@ -678,12 +703,13 @@ def _update_and_record_postgresql(
 RECORDED_HEADERS = ("Content-Type", "Content-Length", "User-Agent", "X-Forwarded-For", "X-Request-Id")
 
 
-#: What confirming a callback reads of its session: the provider's handles, and the status, attempt
-#: count and expiry that the compare-and-set of an unchanged answer checks. A move reloads the whole
-#: row under its lock; a provider whose ``get_status`` reads more loads it on access.
+#: What confirming a callback reads of its session: the provider's handles, the status, attempt
+#: count and expiry that the compare-and-set of an unchanged answer checks, and when we last asked
+#: the provider (a callback within ``CALLBACK_COALESCE_SECONDS`` of it asks nothing). A move reloads
+#: the whole row under its lock; a provider whose ``get_status`` reads more loads it on access.
 CALLBACK_SESSION_FIELDS = (
     *("id", "provider", "token", "external_id", "reference"),
-    *("status", "next_step", "scopes", "poll_attempts", "expires_at"),
+    *("status", "next_step", "scopes", "poll_attempts", "expires_at", "last_polled_at"),
 )
 
 
@@ -706,28 +732,61 @@ def record_inbound(
     body: bytes,
     session: VerificationSession | None = None,
     error: str = "",
+    full_body: bool = False,
 ) -> VerificationEvent:
     """Store an inbound callback or webhook *before* it is judged.
 
     Callers run this in autocommit (outside any processing transaction), so the evidence survives
-    whatever happens next. The body is kept up to ``MAX_EVENT_BODY_BYTES``.
+    whatever happens next. Until the request is authenticated only its first
+    ``UNVERIFIED_BODY_BYTES`` are kept (``body_truncated`` says when that cut something): anyone
+    can post, and a stranger's 64 KB must not be kept for ever. ``full_body``: the request carries
+    what only the provider knows (a callback URL with a session's unguessable secret) and may keep
+    up to ``MAX_EVENT_BODY_BYTES``. A webhook gets its whole body in the write of its verdict, once its
+    signature verified (``process_webhook``).
     """
-    event = _inbound_event(request, kind=kind, provider=provider, body=body, session=session, error=error)
+    event = _inbound_event(
+        request,
+        kind=kind,
+        provider=provider,
+        body=body,
+        session=session,
+        error=error,
+        limit=_body_limit(full=full_body),
+    )
     event.save(force_insert=True)
     return event
 
 
+def _body_limit(*, full: bool) -> int:
+    limit = conf.guarded("MAX_EVENT_BODY_BYTES")
+    if full:
+        return limit
+    return min(conf.guarded("UNVERIFIED_BODY_BYTES"), limit)  # a wrong value never means "keep it all"
+
+
+def _body_text(body: bytes, limit: int) -> tuple[str, bool]:
+    """The first ``limit`` bytes of ``body`` as text the database stores, and whether that cut it."""
+    return storable(body[:limit].decode("utf-8", errors="replace")), len(body) > limit
+
+
 def _inbound_event(
-    request: HttpRequest, *, kind: str, provider: str, body: bytes, session: VerificationSession | None, error: str
+    request: HttpRequest,
+    *,
+    kind: str,
+    provider: str,
+    body: bytes,
+    session: VerificationSession | None,
+    error: str,
+    limit: int,
 ) -> VerificationEvent:
-    limit = int(conf.get("MAX_EVENT_BODY_BYTES"))
+    text, truncated = _body_text(body, limit)
     return VerificationEvent(
         session=session,
         provider=storable(provider[:64]),
         kind=kind,
         source=kind,
-        body=storable(body[:limit].decode("utf-8", errors="replace")),
-        body_truncated=len(body) > limit,
+        body=text,
+        body_truncated=truncated,
         headers={name: storable(request.headers[name][:512]) for name in RECORDED_HEADERS if name in request.headers},
         remote_addr=request.META.get("REMOTE_ADDR") or None,
         valid=False if error else None,
@@ -740,34 +799,68 @@ def record_callback(
 ) -> tuple[VerificationEvent, VerificationSession | None]:
     """``record_inbound`` for a per-session callback, with the lookup of the session its URL names
     (``session_for_callback``): the recorded event and the session, or None for an unknown one.
+    A URL naming a session keeps the body up to ``MAX_EVENT_BODY_BYTES`` (its secret is
+    unguessable); any other keeps the ``UNVERIFIED_BODY_BYTES`` prefix.
 
     On PostgreSQL the lookup and the INSERT are one statement — the callback is the hottest inbound
     path, and a round trip is most of what a statement costs here (``benchmarks/run.py``)."""
     if connection.vendor != "postgresql" or "\x00" in provider or "\x00" in secret:
         session = session_for_callback(provider, secret)
-        event = record_inbound(request, kind=Kind.CALLBACK, provider=provider, body=body, session=session, error=error)
+        event = record_inbound(
+            request,
+            kind=Kind.CALLBACK,
+            provider=provider,
+            body=body,
+            session=session,
+            error=error,
+            full_body=session is not None,
+        )
         return event, session
-    event = _inbound_event(request, kind=Kind.CALLBACK, provider=provider, body=body, session=None, error=error)
+    event = _inbound_event(
+        request,
+        kind=Kind.CALLBACK,
+        provider=provider,
+        body=body,
+        session=None,
+        error=error,
+        limit=_body_limit(full=True),
+    )
+    prefix, prefix_truncated = _body_text(body, _body_limit(full=False))
     sessions, events = VerificationSession._meta, VerificationEvent._meta
     quote = connection.ops.quote_name
     read = [field for field in sessions.concrete_fields if field.name in CALLBACK_SESSION_FIELDS]  # from_db's order
     table, columns, values = _insert_parts(event, skip=("session",))
+    # Whether the body is kept whole depends on the lookup in the same statement: the body and its
+    # truncation flag are chosen by ``CASE`` (the prefix is a second, small parameter).
+    placeholders, params = [], []
+    choice = {
+        quote(events.get_field("body").column): prefix,
+        quote(events.get_field("body_truncated").column): prefix_truncated,
+    }
+    for column, value in zip(columns.split(", "), values, strict=True):
+        if column in choice:
+            placeholders.append("CASE WHEN EXISTS (SELECT 1 FROM found) THEN %s ELSE %s END")
+            params += [value, choice[column]]
+        else:
+            placeholders.append("%s")
+            params.append(value)
     # Identifiers come from the models' own metadata, quoted; every value is a query parameter.
     sql = (
         f"WITH found AS (SELECT {', '.join(quote(field.column) for field in read)} "  # noqa: S608
         f"FROM {quote(sessions.db_table)} WHERE {quote(sessions.get_field('provider').column)} = %s "
         f"AND {quote(sessions.get_field('callback_secret').column)} = %s), "
         f"recorded AS (INSERT INTO {table} ({quote(events.get_field('session').column)}, {columns}) "
-        f"VALUES ((SELECT {quote(sessions.pk.column)} FROM found), {_params(values)}) "
+        f"VALUES ((SELECT {quote(sessions.pk.column)} FROM found), {', '.join(placeholders)}) "
         f"RETURNING {quote(events.pk.column)}) "
         f"SELECT recorded.{quote(events.pk.column)}, found.* FROM recorded LEFT JOIN found ON true"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [provider, secret, *values])
+        cursor.execute(sql, [provider, secret, *params])
         event_id, *row = cursor.fetchone()
     event.pk = event_id
     event._state.adding = False
     if row[0] is None:
+        event.body, event.body_truncated = prefix, prefix_truncated
         return event, None
     # What the ORM's compiler would do with the raw row: the fields' own conversions (JSON decoding).
     values = [
@@ -779,10 +872,56 @@ def record_callback(
     return event, session
 
 
-def judge_inbound(event: VerificationEvent, *, valid: bool, processed: bool = False, error: str = "") -> None:
-    """Record the verdict on a recorded inbound request."""
-    VerificationEvent.objects.filter(pk=event.pk).update(valid=valid, processed=processed, error=error)
-    event.valid, event.processed, event.error = valid, processed, error
+@dataclass(frozen=True)
+class KeptBody:
+    """What an authenticated request keeps of its body: the text, whether it is a prefix of what
+    arrived (``body_truncated``), and whether the provider's sensitive fields were taken out of it
+    (then ``text`` is the JSON re-serialisation of the rest, and the event's ``data`` says
+    ``"body_redacted": true``)."""
+
+    text: str
+    truncated: bool = False
+    redacted: bool = False
+
+
+def judge_inbound(
+    event: VerificationEvent,
+    *,
+    valid: bool,
+    processed: bool = False,
+    error: str = "",
+    body: KeptBody | None = None,
+) -> None:
+    """Record the verdict on a recorded inbound request; ``body``: what it keeps of its body now that
+    it is authenticated, written in the same statement as the verdict."""
+    changes: dict[str, Any] = {"valid": valid, "processed": processed, "error": error}
+    if body is not None:
+        changes.update(body=body.text, body_truncated=body.truncated)
+        if body.redacted:
+            changes["data"] = {**(event.data or {}), "body_redacted": True}
+    VerificationEvent.objects.filter(pk=event.pk).update(**changes)
+    for field, value in changes.items():
+        setattr(event, field, value)
+
+
+def kept_webhook_body(backend: Any, payload: Mapping[str, Any], raw: bytes) -> KeptBody | None:
+    """What an *authenticated* webhook keeps of its body ``raw`` (parsed: ``payload``): the raw text
+    when the provider keeps all of it (``BaseProvider.storable_body``), else the JSON of what it
+    keeps, marked redacted. None — keep the recorded prefix — when that cannot be computed."""
+    limit = conf.guarded("MAX_EVENT_BODY_BYTES")
+    try:
+        kept = backend.storable_body(payload)
+        if kept == payload:
+            text, truncated = _body_text(raw, limit)
+            return KeptBody(text, truncated)
+        text = storable(json.dumps(kept, ensure_ascii=False, separators=(",", ":"), allow_nan=False))
+    except (ValueError, TypeError, RecursionError):  # nothing the sender may turn into a 500
+        logger.warning("webhook body of %s could not be redacted; only its prefix is kept", backend.alias)
+        return None
+    encoded = text.encode("utf-8")
+    if len(encoded) > limit:
+        return KeptBody(encoded[:limit].decode("utf-8", errors="ignore"), truncated=True, redacted=True)
+    return KeptBody(text, redacted=True)
 
 
 def confirm_callback(event: VerificationEvent | int) -> VerificationSession | None:
@@ -793,6 +932,13 @@ def confirm_callback(event: VerificationEvent | int) -> VerificationSession | No
     ``event``: the recorded request, or its id (a task). Idempotent: an event already processed, or
     one whose session is final, costs no provider call. Raises the provider's error so a task can
     retry; the event is then judged valid and left unprocessed.
+
+    Coalescing: when we asked the provider about the session less than ``CALLBACK_COALESCE_SECONDS``
+    ago (a callback, a poll, a return), the callback makes no call of its own. It is judged valid
+    and processed with ``data["coalesced"]``, and the session's next poll is pulled forward to the
+    end of that window, so a completion the callback announces is confirmed by the poll sweep
+    moments later instead of by another call now. The ask is claimed by a conditional ``UPDATE`` of
+    ``last_polled_at``, so of callbacks arriving together exactly one asks.
     """
     if not isinstance(event, VerificationEvent):
         event = VerificationEvent.objects.select_related("session").get(pk=event)
@@ -801,6 +947,10 @@ def confirm_callback(event: VerificationEvent | int) -> VerificationSession | No
         return session
     if session.is_final:
         judge_inbound(event, valid=True, processed=True)
+        return session
+    asked_at = _claim_provider_call(session)
+    if asked_at is not None:
+        _coalesce(event, session, asked_at=asked_at)
         return session
     try:
         session = _refresh(session, source=VerificationEvent.Source.CALLBACK, confirms=event)
@@ -813,10 +963,81 @@ def confirm_callback(event: VerificationEvent | int) -> VerificationSession | No
     return session
 
 
-def process_webhook(event: VerificationEvent, backend: Any, payload: Mapping[str, Any]) -> str:
+def _claim_provider_call(session: VerificationSession) -> datetime | None:
+    """Claim the provider call a callback would make: None when it is ours to make, else when we
+    last asked about the session — within ``CALLBACK_COALESCE_SECONDS``, so the callback shares
+    that answer. ``last_polled_at`` as loaded decides without a query; otherwise one conditional
+    UPDATE stamps it, and only one of several concurrent callbacks matches."""
+    window = _coalesce_window()
+    if window <= 0 or not get_provider(session.provider).pollable:
+        return None  # coalescing off; or nothing to ask (confirm_callback judges it)
+    now = timezone.now()
+    since = now - timedelta(seconds=window)
+    loaded = "last_polled_at" not in session.get_deferred_fields()
+    if loaded and session.last_polled_at is not None and session.last_polled_at > since:
+        return session.last_polled_at
+    claimed = (
+        VerificationSession.objects.filter(pk=session.pk, status__in=VerificationSession.OPEN_STATUSES)
+        .filter(Q(last_polled_at__isnull=True) | Q(last_polled_at__lte=since))
+        .update(last_polled_at=now)
+    )
+    if not claimed:
+        return now  # another request claimed it a moment ago (or the session just finished)
+    session.last_polled_at = now
+    return None
+
+
+def _coalesce_window() -> int:
+    return int(conf.guarded("CALLBACK_COALESCE_SECONDS"))  # a typo must not become a 500 per callback
+
+
+def _coalesce(event: VerificationEvent, session: VerificationSession, *, asked_at: datetime) -> None:
+    """Process a callback that shares the provider call made at ``asked_at``: pull the session's next
+    poll forward to the end of the coalescing window (first, so that a completion the callback
+    announces is never lost), then mark the callback processed — unless a run before this one did."""
+    end = asked_at + timedelta(seconds=_coalesce_window())
+    VerificationSession.objects.filter(
+        pk=session.pk, status__in=VerificationSession.OPEN_STATUSES, next_poll_at__gt=end
+    ).update(next_poll_at=end)
+    data = {**(event.data or {}), "coalesced": True}
+    VerificationEvent.objects.filter(pk=event.pk, processed=False).update(
+        valid=True, processed=True, error="", data=data
+    )
+    event.valid, event.processed, event.error, event.data = True, True, "", data
+    logger.info("callback %s for session %s coalesced with the provider call of %s", event.pk, session.pk, asked_at)
+
+
+def refresh_on_return(session: VerificationSession, *, timeout: float | None = None) -> VerificationSession:
+    """The user's browser came back from the provider (``return_view``): a hint, never evidence,
+    and anyone may send it. Asks the provider only when the session's poll is due, and claims that
+    poll first (a conditional UPDATE of ``next_poll_at``, as a sweep claims), so concurrent hits
+    make one call between them. Otherwise no call: the next poll is pulled forward to at most
+    ``POLL_INTERVAL`` from now — the user has probably just finished — by one conditional UPDATE
+    that writes nothing when it is already that early. Raises the provider's error, if any."""
+    if session.is_final or session.next_poll_at is None:
+        return session  # nothing to ask, or a provider that cannot be polled
+    now = timezone.now()
+    if session.next_poll_at <= now:
+        lease = now + timedelta(seconds=int(conf.get("POLL_CLAIM_SECONDS")))
+        if VerificationSession.objects.filter(pk=session.pk, next_poll_at__lte=now).update(next_poll_at=lease):
+            return refresh_session(session, source=VerificationEvent.Source.RETURN, timeout=timeout)
+        return session  # another hit (or a sweep) claimed this poll a moment ago
+    soon = now + timedelta(seconds=int(conf.get("POLL_INTERVAL")))
+    if VerificationSession.objects.filter(pk=session.pk, next_poll_at__gt=soon).update(next_poll_at=soon):
+        session.next_poll_at = soon
+    return session
+
+
+def process_webhook(
+    event: VerificationEvent, backend: Any, payload: Mapping[str, Any], *, body: bytes | None = None
+) -> str:
     """Act on a recorded, *authenticated* webhook: find the session by the provider's handles, map
     the outcome, apply it. Returns what happened — ``processed``, ``already final``, ``unknown
-    session``, ``unknown status`` — each recorded on the event; only ``processed`` changes state."""
+    session``, ``unknown status`` — each recorded on the event; only ``processed`` changes state.
+
+    ``body``: the raw body, now authenticated. The event, recorded with a prefix only, then keeps
+    what the provider allows of it (``kept_webhook_body``), written with the verdict."""
+    kept = kept_webhook_body(backend, payload, body) if body is not None else None
     parsed = backend.parse_webhook(payload)
     handles = Q()
     if parsed.token:
@@ -825,17 +1046,18 @@ def process_webhook(event: VerificationEvent, backend: Any, payload: Mapping[str
         handles |= Q(reference=parsed.reference)
     session = VerificationSession.objects.filter(handles, provider=backend.alias).first() if handles else None
     if session is None:
-        judge_inbound(event, valid=True, processed=True, error="unknown session")
+        judge_inbound(event, valid=True, processed=True, error="unknown session", body=kept)
         return "unknown session"
     VerificationEvent.objects.filter(pk=event.pk).update(session=session)
     if parsed.report is None:
-        judge_inbound(event, valid=True, processed=True, error=f"unknown status value {parsed.raw_status!r}")
+        error = f"unknown status value {parsed.raw_status!r}"
+        judge_inbound(event, valid=True, processed=True, error=error, body=kept)
         return "unknown status"
     if session.is_final:
-        judge_inbound(event, valid=True, processed=True)
+        judge_inbound(event, valid=True, processed=True, body=kept)
         return "already final"
     apply_report(session, parsed.report, source=VerificationEvent.Source.WEBHOOK)
-    judge_inbound(event, valid=True, processed=True)
+    judge_inbound(event, valid=True, processed=True, body=kept)
     return "processed"
 
 
@@ -864,8 +1086,20 @@ def cancel_session(session: SessionRef, *, by: Any = None, source: str = "admin"
     return locked
 
 
-def review_session(session: SessionRef, *, decision: str, reviewer: Any, note: str = "") -> VerificationSession:
-    """Record a staff decision on a finished session and send ``verification_reviewed``."""
+def review_session(
+    session: SessionRef, *, decision: str, reviewer: Any, note: str = "", replace: bool = False
+) -> VerificationSession:
+    """Record a staff decision on a finished session and send ``verification_reviewed``.
+
+    - ``approved`` only for a DONE session: a failed, expired or canceled one has no result to
+      approve, and receivers grant whatever an approval means. ``rejected`` and ``review`` fit any
+      final status. Anything else is an ``InvalidTransition`` that changes nothing.
+    - A session already ``approved`` or ``rejected`` keeps that decision unless ``replace=True``
+      (the reviewer confirmed the change): a second opinion must be deliberate, not a stale page.
+      ``review`` (no verdict yet) and no decision at all are decided without confirmation.
+    - The decision it already has is not recorded again (no event, no signal): the session is
+      returned as it is, so a double submit or two reviewers agreeing stay one decision.
+    """
     if decision not in (Decision.APPROVED, Decision.REJECTED, Decision.REVIEW):
         raise InvalidRequest(f"decision must be one of approved, rejected, review; not {decision!r}")
     now = timezone.now()
@@ -873,7 +1107,14 @@ def review_session(session: SessionRef, *, decision: str, reviewer: Any, note: s
         locked = _lock(session)
         if not locked.is_final:
             raise InvalidTransition("only a finished session can be reviewed")
+        if decision == Decision.APPROVED and locked.status != Status.DONE:
+            raise InvalidTransition(f"only a completed (DONE) session can be approved; this one is {locked.status}")
         previous = locked.decision
+        if previous == decision:
+            logger.info("session %s is already %s; not recorded again", locked.pk, decision)
+            return locked
+        if previous in (Decision.APPROVED, Decision.REJECTED) and not replace:
+            raise InvalidTransition(f"already {previous}; confirm to change it")
         locked.decision = decision
         locked.reviewed_by = reviewer if _is_user(reviewer) else None
         locked.reviewed_at = now
@@ -902,7 +1143,14 @@ def _is_user(value: Any) -> bool:
 
 @dataclass
 class SweepResult:
-    """What one sweep did: sessions looked at, changed or answered, and provider calls that failed."""
+    """What one sweep did.
+
+    ``found``: sessions the sweep took up. ``processed``: in the poll sweep, sessions their provider
+    answered (with ``dispatch``: handed over); in the expiry sweep, sessions that became EXPIRED in
+    it, by the sweep or by their last check's answer. ``failed``: sessions on which something
+    failed (a provider call, a database write, a site's receiver or policy), each counted once,
+    logged, and recorded on the session (``poll_failed``) where the database still takes it.
+    """
 
     found: int = 0
     processed: int = 0
@@ -948,6 +1196,7 @@ def claim_due_sessions(*, now: datetime | None = None, limit: int | None = None)
         next_poll_at__lte=now, status__in=VerificationSession.OPEN_STATUSES, provider__in=_pollable_aliases()
     ).order_by("next_poll_at")
     with transaction.atomic():
+        take_write_lock()  # reads, then writes: on SQLite the write lock must come first
         # Only what a refresh needs before it locks the row itself: saves a query per session.
         claimed = list(
             _locking(
@@ -965,7 +1214,9 @@ def run_concurrently(ids: Iterable[Any], work: Callable[[Any], Any], *, concurre
     exceptions) in no particular order.
 
     Inside a transaction, or with ``concurrency`` 1, everything runs in the calling thread: other
-    threads have their own database connections and could not see uncommitted rows.
+    threads have their own database connections and could not see uncommitted rows. ``work`` that
+    writes to the database from threads must take a ``_SweepTurns`` database turn (the sweeps do):
+    SQLite takes one writer at a time.
     """
     ids = list(ids)
     results: list[Any] = []
@@ -1004,15 +1255,128 @@ def run_concurrently(ids: Iterable[Any], work: Callable[[Any], Any], *, concurre
     return results
 
 
+#: The database turn of sweep threads where the database takes one writer at a time: shared by
+#: every sweep of the process (a worker may run a poll and an expiry sweep at once). Re-entrant so
+#: that work run inline in a thread already holding it cannot deadlock on itself.
+_single_writer = threading.RLock()
+
+
+class _SweepTurns:
+    """How the threads of one sweep share the provider and the database.
+
+    ``database`` (a context manager) is held for the whole of one session's work. Where the database
+    has row locks (``has_select_for_update``: PostgreSQL, MySQL) it is free and threads write
+    concurrently, each transaction holding its rows. Where it has not (SQLite: one write lock per
+    database file) it is one lock for every sweep thread of the process: concurrent writers there
+    fail with "database is locked" (a deferred transaction that read first cannot wait for the
+    lock) or queue in SQLite's sleeping busy handler.
+
+    ``provider_call`` is ``_refresh``'s ``provider_slot``: at most ``concurrency`` provider calls in
+    flight, and the database turn given up while a thread waits for a slot and for the answer, so
+    the provider calls — the slow part — still overlap.
+    """
+
+    def __init__(self, concurrency: int) -> None:
+        writer = None if connection.features.has_select_for_update else _single_writer
+        self.database: AbstractContextManager[Any] = writer if writer is not None else nullcontext()
+        self.provider_call = _ProviderCall(threading.BoundedSemaphore(concurrency), writer)
+
+
+class _ProviderCall:
+    """A provider slot taken, with the database turn (if any) given up, for the duration of a
+    provider call: entered only by a thread holding that turn. Reusable and thread-safe."""
+
+    def __init__(self, slots: threading.BoundedSemaphore, writer: threading.RLock | None) -> None:
+        self.slots = slots
+        self.writer = writer
+
+    def __enter__(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+        try:
+            self.slots.acquire()
+        except BaseException:
+            if self.writer is not None:
+                self.writer.acquire()
+            raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.slots.release()  # before waiting for the database: never hold both while waiting
+        if self.writer is not None:
+            self.writer.acquire()
+
+
+def _sweep_threads(concurrency: int) -> int:
+    # ``concurrency`` provider calls in flight at all times, plus threads that apply answers to the
+    # database meanwhile: the provider is the scarce resource, keep it busy.
+    return concurrency + max(1, concurrency // 2)
+
+
+def _isolated(work: Callable[[Any], Any], turns: _SweepTurns, *, source: str) -> Callable[[Any], Any]:
+    """``work`` for one session of a sweep, run in the sweep's database turn, its failure confined
+    to that session: it returns the outcome, or the exception. A provider error was recorded by the
+    refresh itself; anything else (a database error, a site receiver's bug) is logged and recorded
+    here (``_record_failure``). Neither is raised: the rest of the batch goes on."""
+
+    def run(session: Any) -> Any:
+        with turns.database:
+            try:
+                # Run inline inside a caller's transaction, a failed statement would abort that
+                # transaction (PostgreSQL) for every session after it: a savepoint each confines it.
+                with transaction.atomic() if connection.in_atomic_block else nullcontext():
+                    try:
+                        return work(session)
+                    except (ProviderError, VerificationSession.DoesNotExist) as exc:
+                        return exc  # inside the savepoint: the refresh's own record of it stays
+            except Exception as exc:
+                _record_failure(session, exc, source=source)
+                return exc
+
+    return run
+
+
+def _record_failure(session: SessionRef, exc: Exception, *, source: str) -> None:
+    """Log a session's failure in a sweep (call it while handling ``exc``: the traceback is logged)
+    and record it on the session as a ``poll_failed`` event giving the error's type — not its text,
+    which for a database error can quote the row. When even that fails (the database is what
+    failed), the log is all there is."""
+    pk = _pk(session)
+    logger.exception(
+        "verification session %s: the %s sweep failed on it (%s); the sweep goes on",
+        pk,
+        source,
+        type(exc).__name__,
+    )
+    try:
+        with transaction.atomic():
+            take_write_lock()
+            provider = getattr(session, "provider", None) or (
+                VerificationSession.objects.filter(pk=pk).values_list("provider", flat=True).first()
+            )
+            if provider is None:
+                return  # the session is gone: nothing to record it on
+            VerificationEvent.objects.create(
+                session_id=pk,
+                provider=provider,
+                kind=Kind.POLL_FAILED,
+                source=source,
+                valid=False,
+                error=f"{type(exc).__name__} in the {source} sweep",
+                data={"error_type": type(exc).__name__, "sweep": source},
+            )
+    except Exception:
+        logger.exception("verification session %s: its failure in the %s sweep could not be recorded", pk, source)
+
+
 def _tally(result: SweepResult, outcomes: Iterable[Any]) -> SweepResult:
-    """Count provider answers and provider failures; re-raise anything else (a bug, a database error)."""
+    """Count a batch's outcomes: an exception is a failed session (logged and recorded already by
+    the refresh or ``_isolated``), a session that vanished meanwhile nothing, anything else an
+    answer."""
     for outcome in outcomes:
-        if isinstance(outcome, ProviderError):
-            result.failed += 1
-        elif isinstance(outcome, VerificationSession.DoesNotExist):
+        if isinstance(outcome, VerificationSession.DoesNotExist):
             continue
-        elif isinstance(outcome, Exception):
-            raise outcome
+        if isinstance(outcome, Exception):
+            result.failed += 1
         else:
             result.processed += 1
     return result
@@ -1026,24 +1390,36 @@ def run_poll_sweep(
     max_batches: int = 100,
 ) -> SweepResult:
     """Claim due sessions batch by batch and refresh them: on a bounded thread pool
-    (``POLL_CONCURRENCY``), or by handing each id to ``dispatch`` (a Celery task's ``delay``)."""
+    (``POLL_CONCURRENCY`` provider calls at once; database writes serialised where the database
+    takes one writer at a time), or by handing each id to ``dispatch`` (a Celery task's ``delay``).
+
+    A session's failure is its own: logged, recorded, counted in ``failed``; its claim then lapses
+    (``POLL_CLAIM_SECONDS``) and a later sweep polls it again. The rest of the sweep goes on.
+    """
     now = now or timezone.now()  # fixed for the whole sweep: a session polled now is not due again in it
     concurrency = concurrency or int(conf.get("POLL_CONCURRENCY"))
     batch_size = int(conf.get("POLL_BATCH_SIZE"))
-    slot = threading.BoundedSemaphore(concurrency)
+    turns = _SweepTurns(concurrency)
+    poll = _isolated(
+        partial(_refresh, source=VerificationEvent.Source.POLL, provider_slot=turns.provider_call),
+        turns,
+        source=VerificationEvent.Source.POLL,
+    )
     result = SweepResult()
     for _ in range(max_batches):
         claimed = claim_due_sessions(now=now, limit=batch_size)
         result.found += len(claimed)
         if dispatch is not None:
             for session in claimed:
-                dispatch(session.pk)
-            result.processed += len(claimed)
+                try:
+                    dispatch(session.pk)
+                except Exception as exc:  # a broker hiccup: this session's claim lapses, the others go
+                    _record_failure(session, exc, source=VerificationEvent.Source.POLL)
+                    result.failed += 1
+                else:
+                    result.processed += 1
         else:
-            # ``concurrency`` provider calls in flight at all times, plus threads that apply answers to
-            # the database meanwhile: the provider is the scarce resource, keep it busy.
-            poll = partial(_refresh, source=VerificationEvent.Source.POLL, provider_slot=slot)
-            _tally(result, run_concurrently(claimed, poll, concurrency=concurrency + max(1, concurrency // 2)))
+            _tally(result, run_concurrently(claimed, poll, concurrency=_sweep_threads(concurrency)))
         if len(claimed) < batch_size:
             break
     return result
@@ -1054,8 +1430,14 @@ def poll_due_sessions(*, now: datetime | None = None) -> int:
     return run_poll_sweep(now=now).processed
 
 
-def _last_check(pk: Any) -> VerificationSession:
-    return refresh_session(pk, source=VerificationEvent.Source.EXPIRY)
+def _last_check(pk: Any, *, provider_slot: AbstractContextManager[Any] | None = None) -> bool:
+    """One last status check of an overdue session: True when the provider's answer made it EXPIRED
+    (the sweep counts it as expired), False for any other answer, or when it finished meanwhile."""
+    session = VerificationSession.objects.get(pk=pk)
+    if session.is_final:
+        return False  # not this check's doing
+    checked = _refresh(session, source=VerificationEvent.Source.EXPIRY, provider_slot=provider_slot)
+    return checked.status == Status.EXPIRED
 
 
 def run_expiry_sweep(
@@ -1063,10 +1445,25 @@ def run_expiry_sweep(
 ) -> SweepResult:
     """Expire open sessions past ``expires_at`` + ``EXPIRY_GRACE``, batch by batch.
 
-    Sessions of pollable providers first get one last status check (``EXPIRY_LAST_CHECK``): they may
-    have finished without our hearing, or the provider may have extended them. The rest of a batch is
-    expired in one transaction with a constant number of queries; each session still gets its own
-    events and ``verification_finished``.
+    Batches come in (``expires_at``, id) order by keyset pagination: each is the next
+    ``EXPIRY_BATCH_SIZE`` overdue rows after the last (``expires_at``, id) of the batch before, read
+    from the overdue index. A batch costs the same however large the backlog, and no query carries
+    the ids already seen. A session a batch leaves open (its last check finished or extended it,
+    or it failed) is behind the cursor: this sweep does not take it up again, the next one may.
+
+    Sessions of pollable providers first get one last status check (``EXPIRY_LAST_CHECK``), up to
+    ``concurrency`` provider calls at once: they may have finished without our hearing, or the
+    provider may have extended them. The rest of a batch is expired in one transaction with a
+    constant number of queries: bulk ``update()`` and ``bulk_create()``, so no ``pre_save`` or
+    ``post_save`` for these rows; each session still gets its own events and ``verification_finished``.
+
+    A session's failure is isolated: logged, recorded, counted once in ``failed``. A session whose
+    last check failed is expired all the same. A batch whose transaction fails is expired again one
+    session at a time: only the sessions that fail by themselves stay open.
+
+    ``processed``: how many became EXPIRED, those whose last check's answer was EXPIRED included. A
+    session another writer expired while its last check was in flight (a second sweep racing this
+    one) may be counted by both.
     """
     now = now or timezone.now()
     last_check = conf.get("EXPIRY_LAST_CHECK") if last_check is None else last_check
@@ -1075,38 +1472,80 @@ def run_expiry_sweep(
     cutoff = now - timedelta(seconds=int(conf.get("EXPIRY_GRACE")))
     overdue = VerificationSession.objects.filter(
         status__in=VerificationSession.OPEN_STATUSES, expires_at__lt=cutoff
-    ).order_by("expires_at")
+    ).order_by("expires_at", "pk")
     pollable = set(_pollable_aliases()) if last_check else set()
+    turns = _SweepTurns(concurrency)
+    check = _isolated(
+        partial(_last_check, provider_slot=turns.provider_call), turns, source=VerificationEvent.Source.EXPIRY
+    )
+
+    def keyed_check(pk: Any) -> tuple[Any, Any]:
+        return pk, check(pk)  # threads finish in any order
+
     result = SweepResult()
-    seen: set[Any] = set()
+    page = overdue
     while True:
-        batch = list(overdue.exclude(pk__in=seen).values_list("pk", "provider")[:batch_size])
+        batch = list(page.values_list("pk", "provider", "expires_at")[:batch_size])
         if not batch:
             break
-        seen.update(pk for pk, _ in batch)
         result.found += len(batch)
-        checks = run_concurrently(
-            [pk for pk, provider in batch if provider in pollable], _last_check, concurrency=concurrency
-        )
-        # A failed last check said nothing: the session is expired all the same.
-        result.failed += _tally(SweepResult(), checks).failed
-        result.processed += _expire_batch([pk for pk, _ in batch], cutoff=cutoff, now=now)
+        failed: set[Any] = set()
+        to_check = [pk for pk, provider, _ in batch if provider in pollable]
+        for pk, outcome in run_concurrently(to_check, keyed_check, concurrency=_sweep_threads(concurrency)):
+            if outcome is True:
+                result.processed += 1  # the provider's own EXPIRED, applied by the check
+            elif isinstance(outcome, Exception) and not isinstance(outcome, VerificationSession.DoesNotExist):
+                failed.add(pk)  # said nothing: the session is expired all the same
+        with turns.database:
+            result.processed += _expire([pk for pk, _, _ in batch], cutoff=cutoff, now=now, failed=failed)
+        result.failed += len(failed)
         if len(batch) < batch_size:
             break
+        last_expiry, last_pk = batch[-1][2], batch[-1][0]
+        # The rows after (last_expiry, last_pk): ``>=`` on the indexed column bounds the index scan,
+        # the OR breaks ties by id. (A row-value comparison, ``(a, b) > (x, y)``, is not portable.)
+        page = overdue.filter(Q(expires_at__gt=last_expiry) | Q(pk__gt=last_pk), expires_at__gte=last_expiry)
     return result
+
+
+def _expire(ids: list[Any], *, cutoff: datetime, now: datetime, failed: set[Any]) -> int:
+    """``_expire_batch(ids)``; when the batch's transaction fails, again one session at a time, so
+    that only the sessions that fail by themselves stay open (added to ``failed``, each logged and
+    recorded). Returns how many became EXPIRED."""
+    try:
+        return _expire_batch(ids, cutoff=cutoff, now=now)
+    except Exception as exc:
+        if len(ids) == 1:
+            _record_failure(ids[0], exc, source=VerificationEvent.Source.EXPIRY)
+            failed.add(ids[0])
+            return 0
+        logger.exception("expiry sweep: a batch of %d sessions failed; expiring them one at a time", len(ids))
+    expired = 0
+    for pk in ids:
+        try:
+            expired += _expire_batch([pk], cutoff=cutoff, now=now)
+        except Exception as exc:
+            _record_failure(pk, exc, source=VerificationEvent.Source.EXPIRY)
+            failed.add(pk)
+    return expired
 
 
 def _expire_batch(ids: list[Any], *, cutoff: datetime, now: datetime) -> int:
     """Expire, in one transaction, those of ``ids`` still open and overdue (a last check may have
     finished or extended some). Constant query count: lock, update, insert events."""
     with transaction.atomic():
-        sessions = list(
-            _locking(
-                VerificationSession.objects.filter(
-                    pk__in=ids, status__in=VerificationSession.OPEN_STATUSES, expires_at__lt=cutoff
-                )
-            )
-        )
+        take_write_lock()  # reads, then writes: on SQLite the write lock must come first
+        # Locked by primary key alone, the rest checked here: with a condition on status or expiry
+        # in the query, planners scan the overdue index (every overdue row, each batch) and filter
+        # the ids out of it. No ORDER BY: the model's default ordering would be a sort for nothing.
+        locked = _locking(VerificationSession.objects.filter(pk__in=ids).order_by())
+        sessions = [
+            session
+            for session in locked
+            if session.status in VerificationSession.OPEN_STATUSES
+            and session.expires_at is not None
+            and session.expires_at < cutoff
+        ]
         if not sessions:
             return 0
         events = []
@@ -1129,37 +1568,148 @@ def _expire_batch(ids: list[Any], *, cutoff: datetime, now: datetime) -> int:
 
 
 def expire_sessions(*, now: datetime | None = None) -> int:
-    """Expire overdue sessions; returns how many became EXPIRED."""
+    """Expire overdue sessions; returns how many became EXPIRED in the sweep (those whose last
+    status check found them EXPIRED at the provider included)."""
     return run_expiry_sweep(now=now).processed
 
 
-def purge_expired_data(*, now: datetime | None = None) -> int:
-    """Scrub sessions finished more than ``RETENTION_DAYS`` ago: drop ``SENSITIVE_RESULT_KEYS`` from
-    the result and the raw bodies and headers of their events. Status, decision, per-check scores
-    and timestamps stay for audit. Each scrub is recorded (``purged`` event); returns how many."""
+@dataclass
+class PurgeResult:
+    """What one retention run scrubbed: finished sessions (their sensitive result parts, and the
+    bodies and headers of their events), and inbound requests kept without a session or never
+    authenticated (their bodies and headers)."""
+
+    sessions: int = 0
+    inbound_events: int = 0
+
+    def __str__(self) -> str:
+        return (
+            f"{self.sessions} sessions scrubbed, "
+            f"{self.inbound_events} unmatched or unauthenticated requests scrubbed"
+        )
+
+
+def run_purge(*, now: datetime | None = None) -> PurgeResult:
+    """Retention: everything ``RETENTION_DAYS`` old that may identify someone, in bounded batches
+    (``PURGE_BATCH_SIZE``: id lists of at most that many, one short transaction per session).
+
+    - Sessions finished before the cutoff: ``SENSITIVE_RESULT_KEYS`` (and what the provider calls
+      sensitive) leave the result; their events lose raw bodies and headers. Status, decision,
+      per-check scores and timestamps stay for audit. Each is recorded (a ``purged`` event).
+    - Callbacks and webhooks received before the cutoff that matched no session, or were never
+      authenticated (refused, malformed, or never judged): their bodies and headers are scrubbed
+      too. The rows stay — kind, time, remote address, verdict and error are the audit trail of
+      what was refused, and the trail is append-only — but nothing a stranger sent is kept longer
+      than what a verified session keeps. One ``purged`` event without a session records each run
+      that looked at such requests, with the cutoff it reached, so the next run starts there
+      instead of reading the whole history again.
+    """
     now = now or timezone.now()
-    cutoff = now - timedelta(days=int(conf.get("RETENTION_DAYS")))
+    cutoff = now - timedelta(days=conf.guarded("RETENTION_DAYS"))
+    batch = conf.guarded("PURGE_BATCH_SIZE")
+    return PurgeResult(
+        sessions=_purge_sessions(cutoff=cutoff, now=now, batch=batch),
+        inbound_events=_scrub_inbound(cutoff=cutoff, batch=batch),
+    )
+
+
+def purge_expired_data(*, now: datetime | None = None) -> int:
+    """Run the retention purge (``run_purge``); returns how many *sessions* were scrubbed, as it
+    always has — ``run_purge().inbound_events`` counts the scrubbed inbound requests."""
+    return run_purge(now=now).sessions
+
+
+def _purge_sessions(*, cutoff: datetime, now: datetime, batch: int) -> int:
     due = VerificationSession.objects.filter(finished_at__lt=cutoff, purged_at__isnull=True)
+    due = due.order_by("finished_at", "pk")
     purged = 0
-    for pk in due.values_list("pk", flat=True).order_by("finished_at"):
-        with transaction.atomic():
+    while True:
+        # A bounded page each time: every session in it leaves ``due`` (purged here, by a concurrent
+        # run, or deleted), so the next page is new and the loop ends.
+        pks = list(due.values_list("pk", flat=True)[:batch])
+        purged += sum(_purge_session(pk, now=now) for pk in pks)
+        if len(pks) < batch:
+            return purged
+
+
+def _purge_session(pk: Any, *, now: datetime) -> bool:
+    with transaction.atomic():
+        try:
             locked = _lock(pk)
-            if locked.purged_at is not None:
-                continue
-            before = locked.result or {}
-            locked.result = redact(before, sensitive=False, provider=locked.provider)
-            removed = sorted(key for key in before if key not in locked.result or locked.result[key] != before[key])
-            locked.purged_at = now
-            locked.save(update_fields=["result", "purged_at", "updated_at"])
-            bodies = locked.events.exclude(body="", headers={}).update(body="", headers={}, body_truncated=False)
-            VerificationEvent.objects.create(
-                session=locked,
-                provider=locked.provider,
-                kind=Kind.PURGED,
-                source=VerificationEvent.Source.SYSTEM,
-                applied=True,
-                processed=True,
-                data={"result_keys": removed, "event_bodies": bodies},
+        except VerificationSession.DoesNotExist:
+            return False
+        if locked.purged_at is not None:
+            return False
+        before = locked.result or {}
+        locked.result = redact(before, sensitive=False, provider=locked.provider)
+        removed = sorted(key for key in before if key not in locked.result or locked.result[key] != before[key])
+        locked.purged_at = now
+        locked.save(update_fields=["result", "purged_at", "updated_at"])
+        bodies = locked.events.exclude(body="", headers={}).update(body="", headers={}, body_truncated=False)
+        VerificationEvent.objects.create(
+            session=locked,
+            provider=locked.provider,
+            kind=Kind.PURGED,
+            source=VerificationEvent.Source.SYSTEM,
+            applied=True,
+            processed=True,
+            data={"result_keys": removed, "event_bodies": bodies},
+        )
+    return True
+
+
+INBOUND_KINDS = (Kind.CALLBACK, Kind.WEBHOOK)
+
+
+def _scrub_inbound(*, cutoff: datetime, batch: int) -> int:
+    """Scrub the bodies and headers of inbound requests older than ``cutoff`` that matched no
+    session or were never authenticated; returns how many. Pages of at most ``batch`` ids, in
+    ``created_at`` order (the ``vl_event_kind`` index), from where the last run stopped."""
+    since = _inbound_scrubbed_before()
+    if since is not None and since >= cutoff:
+        return 0
+    in_range = VerificationEvent.objects.filter(kind__in=INBOUND_KINDS, created_at__lt=cutoff)
+    if since is not None:
+        in_range = in_range.filter(created_at__gte=since)
+    if not in_range.exists():
+        return 0
+    due = (
+        in_range.filter(Q(session__isnull=True) | ~Q(valid=True))
+        .exclude(body="", headers={})
+        .order_by("created_at", "pk")
+    )
+    scrubbed = 0
+    after: tuple[datetime, Any] | None = None
+    while True:
+        page = due
+        if after is not None:  # keyset: the next page starts after the last row, not by rescanning
+            page = due.filter(Q(created_at__gt=after[0]) | Q(created_at=after[0], pk__gt=after[1]))
+        rows = list(page.values_list("pk", "created_at")[:batch])
+        if rows:
+            scrubbed += VerificationEvent.objects.filter(pk__in=[pk for pk, _ in rows]).update(
+                body="", headers={}, body_truncated=False
             )
-        purged += 1
-    return purged
+            after = (rows[-1][1], rows[-1][0])
+        if len(rows) < batch:
+            break
+    VerificationEvent.objects.create(
+        session=None,
+        kind=Kind.PURGED,
+        source=VerificationEvent.Source.SYSTEM,
+        applied=True,
+        processed=True,
+        data={"inbound_before": cutoff.isoformat(), "inbound_events": scrubbed},
+    )
+    return scrubbed
+
+
+def _inbound_scrubbed_before() -> datetime | None:
+    """The cutoff the last scrub of inbound requests reached (everything older is scrubbed)."""
+    data = (
+        VerificationEvent.objects.filter(kind=Kind.PURGED, session__isnull=True)
+        .order_by("-created_at", "-pk")
+        .values_list("data", flat=True)
+        .first()
+    )
+    value = data.get("inbound_before") if isinstance(data, dict) else None
+    return parse_datetime(value) if isinstance(value, str) else None

@@ -1,6 +1,6 @@
 """Include with ``path("verify/", include("verification_link.urls"))``; namespace ``verification_link``."""
 
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from . import views
 
@@ -16,5 +16,7 @@ urlpatterns = [
     path("webhook/<str:provider>/", views.webhook_view, name="webhook"),
     # For providers authenticated by a secret in the URL (WEBHOOK_AUTH = "path").
     path("webhook/<str:provider>/<str:secret>/", views.webhook_view, name="webhook_secret"),
+    # Anything else there answers our own 404, so Django's "Not Found: <path>" never logs a secret.
+    re_path(r"^(?:callback|webhook)/(?P<rest>.*)$", views.inbound_not_found),
     path("api/", include("verification_link.api.urls")),
 ]

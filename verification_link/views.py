@@ -12,6 +12,7 @@ from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, render
@@ -21,11 +22,13 @@ from django.utils.cache import add_never_cache_headers, patch_cache_control
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
 from . import conf, services, tasks
 from .exceptions import ConfigurationError, InvalidRequest, ProviderError, ProviderUnavailable
+from .framing import deny_framing
 from .jsonbody import parse_json
+from .logsafe import inbound_endpoint
 from .models import VerificationEvent, VerificationSession
 from .providers import get_provider
 from .qr import qr_svg
@@ -75,25 +78,55 @@ def _owned_session(request: HttpRequest, pk: Any) -> VerificationSession:
 # -- start ----------------------------------------------------------------------------------------
 
 
+def _user_choices(aliases: list[str]) -> list[tuple[str, str]]:
+    """(alias, label) of the aliases users may pick: the backend's name, with the alias when two
+    share it (several accounts of one provider). An alias whose backend does not load is left out."""
+    names: dict[str, str] = {}
+    for alias in aliases:
+        try:
+            names[alias] = get_provider(alias).display_name
+        except ConfigurationError:
+            continue
+    shared = {name for name in names.values() if list(names.values()).count(name) > 1}
+    return [(alias, f"{name} ({alias})" if name in shared else name) for alias, name in names.items()]
+
+
+def _user_default(aliases: list[str]) -> str | None:
+    """The alias of a user who picks none: ``DEFAULT_PROVIDER`` when users may pick it, else the first."""
+    with contextlib.suppress(ConfigurationError):
+        default = conf.default_provider()
+        if default in aliases:
+            return default
+    return aliases[0] if aliases else None
+
+
 @require_http_methods(["GET", "POST"])
 def start_view(request: HttpRequest) -> HttpResponse:
-    """GET: the choice between continuing here and on a phone. POST (logged-in user): start a
-    session and answer 303 to the provider's link, or to the status page for the QR hand-off."""
+    """GET: the choice between continuing here and on a phone (and of the provider, when users may
+    pick among several: ``USER_PROVIDERS``). POST (logged-in user): start a session and answer 303
+    to the provider's link, or to the status page for the QR hand-off."""
     if not request.user.is_authenticated:
         return redirect_to_login(request.get_full_path())
     next_url = _safe_next(request, request.POST.get("next") or request.GET.get("next"))
+    aliases = conf.user_providers()  # validated here too: a broken setting leaves only the default
+    default = _user_default(aliases)
+
+    def page(error: Any = None, status: int = 200, provider: str | None = default) -> HttpResponse:
+        context = {"next": next_url or "", "providers": _user_choices(aliases), "provider": provider}
+        return render(request, "verification_link/start.html", {**context, "error": error}, status=status)
+
     if request.method == "GET":
-        return render(request, "verification_link/start.html", {"next": next_url or ""})
+        return page()
     handoff = request.POST.get("handoff", "redirect")
     if handoff not in ("redirect", "qr"):
-        return render(
-            request,
-            "verification_link/start.html",
-            {"next": next_url or "", "error": _("Choose how to continue.")},
-            status=400,
-        )
+        return page(_("Choose how to continue."), status=400)
+    provider = request.POST.get("provider") or default
+    if provider not in aliases:
+        # A configured alias users may not pick (a staff-only sandbox) is as unknown as a typo.
+        logger.warning("start: provider %r is not one of USER_PROVIDERS", str(provider)[:64])
+        return page(_("This verification method is not available."), status=400, provider=default)
     try:
-        session = services.start_verification(user=request.user, next_url=next_url, request=request)
+        session = services.start_verification(user=request.user, provider=provider, next_url=next_url, request=request)
     except ProviderError as exc:
         return render(
             request,
@@ -103,12 +136,7 @@ def start_view(request: HttpRequest) -> HttpResponse:
         )
     except InvalidRequest as exc:
         logger.warning("start: invalid request: %s", exc)
-        return render(
-            request,
-            "verification_link/start.html",
-            {"next": next_url or "", "error": _("This verification cannot be started.")},
-            status=400,
-        )
+        return page(_("This verification cannot be started."), status=400, provider=provider)
     if handoff == "qr":
         return HttpResponseSeeOther(reverse("verification_link:detail", args=[session.pk]))
     return HttpResponseSeeOther(session.url)
@@ -131,6 +159,7 @@ def _status_payload(session: VerificationSession) -> dict[str, Any]:
 
 @login_required
 @require_GET
+@deny_framing  # the page shows the one-time link and its QR code
 def detail_view(request: HttpRequest, pk: Any) -> HttpResponse:
     session = _owned_session(request, pk)
     response = render(
@@ -163,6 +192,7 @@ def status_view(request: HttpRequest, pk: Any) -> JsonResponse:
 
 
 @require_GET
+@deny_framing  # the QR code is the one-time link
 def qr_view(request: HttpRequest, pk: Any) -> HttpResponse:
     """SVG QR code of the hand-off link, for the owner only, while the session is open."""
     session = _owned_session(request, pk)
@@ -179,19 +209,21 @@ def qr_view(request: HttpRequest, pk: Any) -> HttpResponse:
 @login_not_required
 @require_GET
 def return_view(request: HttpRequest, pk: Any) -> HttpResponse:
-    """Where the provider sends the browser back.
+    """Where the provider sends the browser back (GET, no login).
 
-    Checks the status now (short timeout; a provider error never breaks the page) and redirects the
+    Asks the provider only when the session's poll is due (short timeout; a provider error never
+    breaks the page), like the status page does: the URL is not secret, so a hit must not cost a
+    provider call and an event row each. A hit when no poll is due makes no call, and only pulls the
+    next poll forward to within ``POLL_INTERVAL`` (``services.refresh_on_return``). Then 302 for the
     owner to a safe next URL: ``?next=``, the one given at start, ``DEFAULT_NEXT_URL``, then the
-    status page. Anyone else (e.g. the phone of a QR hand-off, not logged in) sees a neutral page.
-    The hit itself proves nothing and changes nothing but what the provider then says.
+    status page (which shows the outcome as the poll learns it). Anyone else (e.g. the phone of a QR
+    hand-off, not logged in) gets a neutral 200 page. The hit itself proves nothing and changes
+    nothing but what the provider then says.
     """
     session = get_object_or_404(VerificationSession, pk=pk)
     if not session.is_final:
         try:
-            session = services.refresh_session(
-                session, source=VerificationEvent.Source.RETURN, timeout=float(conf.get("RETURN_READ_TIMEOUT"))
-            )
+            session = services.refresh_on_return(session, timeout=float(conf.get("RETURN_READ_TIMEOUT")))
         except ProviderError:
             logger.info("return for session %s: provider did not answer in time", session.pk)
     if not (request.user.is_authenticated and session.user_id == request.user.pk):
@@ -208,17 +240,27 @@ def return_view(request: HttpRequest, pk: Any) -> HttpResponse:
 
 def _inbound_body(request: HttpRequest) -> tuple[bytes, str]:
     """The body to record, and ``"body too large"`` above ``MAX_EVENT_BODY_BYTES`` (then only the
-    fact is kept: a body announced too large is not even read)."""
-    limit = int(conf.get("MAX_EVENT_BODY_BYTES"))
-    length = request.headers.get("Content-Length", "")
-    if length.isdigit() and int(length) > limit:
-        return b"", "body too large"
-    body = request.body
-    return body, "body too large" if len(body) > limit else ""
+    fact is kept: a body announced too large is not even read) or ``"bad Content-Length"`` for a
+    length that is not ASCII digits (Django's own ``request.body`` would raise ``ValueError``)."""
+    limit = conf.guarded("MAX_EVENT_BODY_BYTES")
+    length = request.META.get("CONTENT_LENGTH") or ""
+    if length and not (length.isascii() and length.isdigit()):
+        return b"", BAD_LENGTH
+    if length and int(length) > limit:
+        return b"", TOO_LARGE
+    try:
+        body = request.body
+    except RequestDataTooBig:  # over the site's DATA_UPLOAD_MAX_MEMORY_SIZE, below ours
+        return b"", TOO_LARGE
+    return body, TOO_LARGE if len(body) > limit else ""
 
 
-def _too_large() -> JsonResponse:
-    return JsonResponse({"error": "body too large"}, status=413)
+TOO_LARGE, BAD_LENGTH = "body too large", "bad Content-Length"
+
+
+def _too_large(error: str = TOO_LARGE) -> JsonResponse:
+    """The answer to a body refused by ``_inbound_body``: 413, or 400 for a bad length."""
+    return JsonResponse({"error": error}, status=400 if error == BAD_LENGTH else 413)
 
 
 def _json_object(event: VerificationEvent, body: bytes) -> tuple[dict[str, Any] | None, JsonResponse | None]:
@@ -236,21 +278,24 @@ def _json_object(event: VerificationEvent, body: bytes) -> tuple[dict[str, Any] 
 
 @csrf_exempt
 @login_not_required
-@require_POST
 @transaction.non_atomic_requests  # the record must be committed before anything else can fail
+@inbound_endpoint("secret")  # POST only; the secret never reaches a log line
 def callback_view(request: HttpRequest, provider: str, secret: str) -> HttpResponse:
     """The OOTO-style per-session callback: unsigned, so only a hint.
 
     The request is recorded first (autocommit, outside any processing transaction), then judged.
     The session is found by the unguessable secret in the path; the posted status is never applied:
     a confirmation by provider pull is queued (Celery on commit) or run inline, and the answer is
-    202 at once. 200 when the session is already final; 404 (generic) for an unknown provider or
-    secret; 400 for a body that is not a JSON object; 413 above ``MAX_EVENT_BODY_BYTES``.
+    202 at once. A callback arriving within ``CALLBACK_COALESCE_SECONDS`` of our last call about
+    the session shares that call (no new one; the next poll is pulled forward) and is 202 too.
+    200 when the session is already final; 404 (generic) for an unknown provider or secret, the
+    body then kept as an ``UNVERIFIED_BODY_BYTES`` prefix only; 400 for a body that is not a JSON
+    object; 413 above ``MAX_EVENT_BODY_BYTES``.
     """
     body, error = _inbound_body(request)
     event, session = services.record_callback(request, provider=provider, secret=secret, body=body, error=error)
     if error:
-        return _too_large()
+        return _too_large(error)
     if session is None:
         logger.warning("callback %s: unknown provider %r or secret", event.pk, provider[:64])
         services.judge_inbound(event, valid=False, error="unknown provider or secret")
@@ -270,13 +315,16 @@ def callback_view(request: HttpRequest, provider: str, secret: str) -> HttpRespo
 
 @csrf_exempt
 @login_not_required
-@require_POST
 @transaction.non_atomic_requests  # the record must be committed before anything else can fail
+@inbound_endpoint("secret")  # POST only; a path secret never reaches a log line
 def webhook_view(request: HttpRequest, provider: str, secret: str | None = None) -> HttpResponse:
     """Account-level webhooks of a provider alias (Valify); 404 for aliases without webhooks.
 
-    Recorded before judged; authenticated with the alias's own secrets (401/403 with a generic body,
-    the failed check logged); then applied through the services. Duplicates, unknown sessions and
+    Recorded before judged, keeping only ``UNVERIFIED_BODY_BYTES`` of the body until the signature
+    verified; authenticated with the alias's own secrets (401/403 with a generic body, the failed
+    check logged); 400 for a body that is not a JSON object; 413 above ``MAX_EVENT_BODY_BYTES``;
+    then applied through the services, the event keeping the body as the provider allows
+    (``BaseProvider.storable_body``: without identity data unless the alias stores it). Duplicates, unknown sessions and
     unknown outcome values answer 200 and change nothing (the sender would only retry otherwise).
     """
     try:
@@ -290,7 +338,7 @@ def webhook_view(request: HttpRequest, provider: str, secret: str | None = None)
         request, kind=VerificationEvent.Kind.WEBHOOK, provider=provider, body=body, error=error
     )
     if error:
-        return _too_large()
+        return _too_large(error)
     try:
         backend.webhook_verifier().verify(request.headers, request.body, path_secret=secret)
     except WebhookRefused as exc:
@@ -302,5 +350,16 @@ def webhook_view(request: HttpRequest, provider: str, secret: str | None = None)
     payload, refusal = _json_object(event, request.body)
     if refusal:
         return refusal
-    outcome = services.process_webhook(event, backend, payload)
+    # Authenticated now: the event, recorded with a prefix only, keeps what the provider allows of
+    # the body, written with the verdict.
+    outcome = services.process_webhook(event, backend, payload, body=body)
     return JsonResponse({"status": outcome}, status=200)
+
+
+@csrf_exempt
+@login_not_required
+@inbound_endpoint("rest")
+def inbound_not_found(request: HttpRequest, rest: str) -> HttpResponse:
+    """Any other path under ``callback/`` or ``webhook/``: the generic 404 of an unknown secret,
+    logged without the path's tail (it may be a secret with something appended)."""
+    return JsonResponse({"error": "not found"}, status=404)

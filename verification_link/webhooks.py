@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -41,6 +42,12 @@ DEFAULTS: dict[str, Any] = {
     "WEBHOOK_TIMESTAMP_HEADER": None,
     "WEBHOOK_TOLERANCE": 300,
 }
+#: Longest accepted tolerance (a day): a larger one would switch replay protection off in effect.
+MAX_TOLERANCE = 86400
+#: Unix seconds have 10 digits until the year 2286.
+MAX_TIMESTAMP_DIGITS = 12
+
+logger = logging.getLogger("verification_link.webhooks")
 
 
 class WebhookRefused(WebhookAuthenticationError):
@@ -58,14 +65,19 @@ class WebhookVerifier:
     def __init__(self, alias: str, config: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> None:
         self.alias = alias
         merged = {**DEFAULTS, **(defaults or {}), **{k: v for k, v in config.items() if k.startswith("WEBHOOK_")}}
+        #: What is wrong with the alias's settings (a message naming the exact key), or "": checked
+        #: here, at use, because a server such as gunicorn runs no system checks. A guard that is
+        #: misconfigured refuses every webhook of the alias rather than guessing.
+        self.config_error = _config_error(alias, merged)
+        secrets = merged["WEBHOOK_SECRETS"]
+        self._secrets: list[str] = [] if self.config_error else list(secrets or [])
         self.scheme = merged["WEBHOOK_AUTH"]
-        self._secrets = [str(secret) for secret in (merged["WEBHOOK_SECRETS"] or []) if secret]
         self.signature_header = merged["WEBHOOK_SIGNATURE_HEADER"]
         self.encoding = merged["WEBHOOK_SIGNATURE_ENCODING"]
         self.prefix = merged["WEBHOOK_SIGNATURE_PREFIX"] or ""
         self.secret_header = merged["WEBHOOK_SECRET_HEADER"]
         self.timestamp_header = merged["WEBHOOK_TIMESTAMP_HEADER"]
-        self.tolerance = int(merged["WEBHOOK_TOLERANCE"])
+        self.tolerance = merged["WEBHOOK_TOLERANCE"] if not self.config_error else 0
 
     def __repr__(self) -> str:  # never the secrets
         return f"<WebhookVerifier alias={self.alias!r} scheme={self.scheme!r} secrets={len(self._secrets)}>"
@@ -78,10 +90,11 @@ class WebhookVerifier:
         self, headers: Mapping[str, str], body: bytes, *, path_secret: str | None = None, now: float | None = None
     ) -> None:
         """Return if the request is authentic, else raise ``WebhookRefused``."""
+        if self.config_error:
+            logger.error("webhooks of %r are refused: %s", self.alias, self.config_error)
+            raise WebhookRefused("webhook settings invalid", status_code=403)
         if not self._secrets:
             raise WebhookRefused("no webhook secret configured", status_code=403)
-        if self.scheme not in SCHEMES:
-            raise WebhookRefused(f"unknown WEBHOOK_AUTH scheme {self.scheme!r}", status_code=403)
         timestamp = self._check_timestamp(headers, now)
         if self.scheme == "path":
             if not path_secret:
@@ -111,10 +124,11 @@ class WebhookVerifier:
         raw = headers.get(self.timestamp_header)
         if not raw:
             raise WebhookRefused(f"missing {self.timestamp_header} header")
-        try:
-            sent = int(raw)
-        except ValueError:
-            raise WebhookRefused(f"{self.timestamp_header} is not Unix seconds") from None
+        # ASCII digits only, and few of them: int() also takes "+5", " 5", "1_0" and other scripts'
+        # digits, and 400 digits overflow the float arithmetic below (a 500 before authentication).
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= MAX_TIMESTAMP_DIGITS):
+            raise WebhookRefused(f"{self.timestamp_header} is not Unix seconds")
+        sent = int(raw)
         now = time.time() if now is None else now
         if abs(now - sent) > self.tolerance:
             raise WebhookRefused(f"{self.timestamp_header} outside the ±{self.tolerance} s tolerance")
@@ -123,7 +137,7 @@ class WebhookVerifier:
     def signature(self, secret: str, body: bytes, timestamp: str | int | None = None) -> str:
         """The signature of ``body`` (with ``timestamp`` when the scheme signs one) under ``secret``."""
         message = body if timestamp is None else str(timestamp).encode() + b"." + body
-        digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
+        digest = hmac.new(_bytes(secret), message, hashlib.sha256).digest()
         return base64.b64encode(digest).decode() if self.encoding == "base64" else digest.hex()
 
     def sign(self, body: bytes, *, secret: str | None = None, timestamp: int | None = None) -> dict[str, str]:
@@ -141,49 +155,70 @@ class WebhookVerifier:
         return headers
 
     @classmethod
-    def check_config(cls, alias: str, config: Mapping[str, Any]) -> list[Any]:
+    def check_config(
+        cls, alias: str, config: Mapping[str, Any], defaults: Mapping[str, Any] | None = None
+    ) -> list[Any]:
+        """System-check messages: the same validation ``verify`` applies at use (E009), and a
+        warning when no secret is configured (W003)."""
         from django.core.checks import Error, Warning
 
-        messages: list[Any] = []
-        secrets = config.get("WEBHOOK_SECRETS")
-        if secrets is not None and (isinstance(secrets, str) or not isinstance(secrets, Sequence)):
-            messages.append(
-                Error(
-                    f"{conf.key_path('PROVIDERS', alias, 'WEBHOOK_SECRETS')} must be a list of secrets.",
-                    id="verification_link.E009",
-                )
-            )
-        elif not secrets:
-            messages.append(
+        verifier = cls(alias, config, defaults)
+        if verifier.config_error:
+            message = f"{verifier.config_error}: every webhook of {alias!r} is refused (403)."
+            return [Error(message, id="verification_link.E009")]
+        if not verifier.configured:
+            return [
                 Warning(
                     f"{conf.key_path('PROVIDERS', alias, 'WEBHOOK_SECRETS')} is empty: every webhook of {alias!r} is "
                     "refused (403).",
                     hint="Add the secret shared with the provider (a list: old and new during a rotation).",
                     id="verification_link.W003",
                 )
-            )
-        scheme = config.get("WEBHOOK_AUTH", "hmac")
-        if scheme not in SCHEMES:
-            messages.append(
-                Error(
-                    f"{conf.key_path('PROVIDERS', alias, 'WEBHOOK_AUTH')} must be one of {SCHEMES}.",
-                    id="verification_link.E009",
-                )
-            )
-        if config.get("WEBHOOK_SIGNATURE_ENCODING", "hex") not in ("hex", "base64"):
-            messages.append(
-                Error(
-                    f"{conf.key_path('PROVIDERS', alias, 'WEBHOOK_SIGNATURE_ENCODING')} must be 'hex' or 'base64'.",
-                    id="verification_link.E009",
-                )
-            )
-        return messages
+            ]
+        return []
+
+
+def _config_error(alias: str, merged: Mapping[str, Any]) -> str:
+    """What makes the alias's webhook settings unusable, naming the exact key; "" when they are fine.
+    Never the values: they may be secrets."""
+
+    def key(name: str) -> str:
+        return conf.key_path("PROVIDERS", alias, name)
+
+    secrets = merged["WEBHOOK_SECRETS"]
+    # A string is a Sequence too: iterating it would make each of its characters a secret.
+    if secrets is not None and not (
+        isinstance(secrets, (list, tuple)) and all(isinstance(secret, str) and secret for secret in secrets)
+    ):
+        return f"{key('WEBHOOK_SECRETS')} must be a list of non-empty strings"
+    if merged["WEBHOOK_AUTH"] not in SCHEMES:
+        return f"{key('WEBHOOK_AUTH')} must be one of {', '.join(SCHEMES)}"
+    if merged["WEBHOOK_SIGNATURE_ENCODING"] not in ("hex", "base64"):
+        return f"{key('WEBHOOK_SIGNATURE_ENCODING')} must be 'hex' or 'base64'"
+    tolerance = merged["WEBHOOK_TOLERANCE"]
+    if isinstance(tolerance, bool) or not isinstance(tolerance, int) or not 1 <= tolerance <= MAX_TOLERANCE:
+        return f"{key('WEBHOOK_TOLERANCE')} must be whole seconds between 1 and {MAX_TOLERANCE}"
+    for name in ("WEBHOOK_SIGNATURE_HEADER", "WEBHOOK_SECRET_HEADER"):
+        if not isinstance(merged[name], str) or not merged[name]:
+            return f"{key(name)} must be a header name"
+    if merged["WEBHOOK_TIMESTAMP_HEADER"] is not None and not (
+        isinstance(merged["WEBHOOK_TIMESTAMP_HEADER"], str) and merged["WEBHOOK_TIMESTAMP_HEADER"]
+    ):
+        return f"{key('WEBHOOK_TIMESTAMP_HEADER')} must be a header name or None"
+    if merged["WEBHOOK_SIGNATURE_PREFIX"] is not None and not isinstance(merged["WEBHOOK_SIGNATURE_PREFIX"], str):
+        return f"{key('WEBHOOK_SIGNATURE_PREFIX')} must be a string"
+    return ""
+
+
+def _bytes(text: str) -> bytes:
+    # Header values are Latin-1 text from the server; a test client may send any str at all.
+    return text.encode("utf-8", "surrogatepass")
 
 
 def _any_equal(given: str, secrets: Sequence[str]) -> bool:
     """Constant-time comparison against every candidate (no early exit that would time the list)."""
-    given_bytes = given.encode()
+    given_bytes = _bytes(given)
     matched = False
     for secret in secrets:
-        matched |= hmac.compare_digest(given_bytes, secret.encode())
+        matched |= hmac.compare_digest(given_bytes, _bytes(secret))
     return matched

@@ -6,7 +6,8 @@ sandbox provider, Celery eager. Environment variables switch to the real thing:
 - ``VL_PROVIDER``: ``sandbox`` (default: the OOTO emulator), ``sandbox_valify`` (the Valify emulator),
   ``ooto`` (needs ``OOTO_APP_ID``, ``OOTO_APP_KEY``, optional ``OOTO_BASE_URL``) or ``valify`` (needs
   ``VALIFY_API_KEY``, ``VALIFY_WEBHOOK_SECRET``; point Valify's account webhook at
-  ``<PUBLIC_BASE_URL>/verify/webhook/valify/``).
+  ``<PUBLIC_BASE_URL>/verify/webhook/valify/``). The sandbox app is installed only for the first two,
+  and users may start only with the chosen provider (``USER_PROVIDERS``).
 - ``PUBLIC_BASE_URL``: the site's public origin (default ``http://127.0.0.1:8000``).
 - ``DATABASE_URL``: ``postgres://user:password@host:port/name`` (default: SQLite ``VL_DEMO_DB``).
 - ``REDIS_URL``: a Celery broker; tasks then run on a worker (``celery -A example_project worker -B``).
@@ -18,6 +19,9 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import django
+
+# Standard library only: safe in a settings module, before Django is set up.
+from verification_link.sandbox.credentials import sandbox_credentials
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -38,7 +42,6 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "verification_link",
-    "verification_link.sandbox",
     "demo",
 ]
 
@@ -143,27 +146,32 @@ CELERY_TASK_IGNORE_RESULT = True
 
 # -- verification providers ------------------------------------------------------------------------------
 PROVIDER = os.environ.get("VL_PROVIDER", "sandbox")
-PROVIDERS = {
+SANDBOX_ALIASES = ("sandbox", "sandbox_valify")
+PROVIDERS: dict = {}
+if PROVIDER in SANDBOX_ALIASES:
     # The built-in emulators, served by this very site: the real clients run against them over HTTP.
-    "sandbox": {
+    # Installed only while in use: with a real provider, nobody can be verified by a sandbox page.
+    # Its credentials are derived from SECRET_KEY (the sandbox's own defaults): no fixed strings.
+    INSTALLED_APPS.insert(INSTALLED_APPS.index("verification_link") + 1, "verification_link.sandbox")
+    sandbox_keys = sandbox_credentials(SECRET_KEY)  # lowercase: a local, not a Django setting
+    PROVIDERS["sandbox"] = {
         "BACKEND": "verification_link.providers.ooto.OotoProvider",
-        "APP_ID": "sandbox-app",
-        "APP_KEY": "sandbox-key",
+        "APP_ID": sandbox_keys["OOTO_APP_ID"],
+        "APP_KEY": sandbox_keys["OOTO_APP_KEY"],
         "BASE_URL": f"{PUBLIC_BASE_URL}/sandbox/ooto",
         "SCOPES": ["liveness", "deepfake"],
         "TTL": 3600,
-    },
-    "sandbox_valify": {
+    }
+    PROVIDERS["sandbox_valify"] = {
         "BACKEND": "verification_link.providers.valify.ValifyProvider",
-        "API_KEY": "sandbox-valify-key",
+        "API_KEY": sandbox_keys["VALIFY_API_KEY"],
         "BASE_URL": f"{PUBLIC_BASE_URL}/sandbox/valify",
-        "WEBHOOK_SECRETS": ["sandbox-webhook-secret"],
+        "WEBHOOK_SECRETS": [sandbox_keys["VALIFY_WEBHOOK_SECRET"]],
         "TTL": 3600,
-    },
-}
-# The Valify emulator's account-level webhook points back at this site, signed with the secret above.
-VERIFICATION_LINK_SANDBOX = {"VALIFY_WEBHOOK_URL": "/verify/webhook/sandbox_valify/"}
-if PROVIDER == "ooto":
+    }
+    # The Valify emulator's account-level webhook points back at this site, signed with the secret above.
+    VERIFICATION_LINK_SANDBOX = {"VALIFY_WEBHOOK_URL": "/verify/webhook/sandbox_valify/"}
+elif PROVIDER == "ooto":
     PROVIDERS["ooto"] = {
         "BACKEND": "verification_link.providers.ooto.OotoProvider",
         "APP_ID": os.environ.get("OOTO_APP_ID", ""),
@@ -182,6 +190,8 @@ elif PROVIDER == "valify":
 VERIFICATION_LINK = {
     "DEFAULT_PROVIDER": PROVIDER,
     "PROVIDERS": PROVIDERS,
+    # Users start only with the chosen provider; staff (admin, shell) may use the other sandbox alias.
+    "USER_PROVIDERS": [PROVIDER],
     "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
 }
 

@@ -1,4 +1,5 @@
 from demo import views
+from django.apps import apps
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
@@ -10,6 +11,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("verify/", include("verification_link.urls")),
-    path("sandbox/", include("verification_link.sandbox.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
 ]
+if apps.is_installed("verification_link.sandbox"):  # only with VL_PROVIDER=sandbox or sandbox_valify
+    urlpatterns.append(path("sandbox/", include("verification_link.sandbox.urls")))

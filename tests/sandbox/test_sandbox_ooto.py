@@ -17,17 +17,22 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 import responses
+from django.conf import settings as django_settings
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from verification_link.sandbox import callbacks
+from verification_link.sandbox.credentials import sandbox_credentials
 from verification_link.sandbox.models import SandboxSession
 
 # Own URLconf: the tests do not depend on where (or whether) the site settings mount the sandbox.
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.sandbox.urls_sandbox")]
 
-APP_HEADERS = {"APP-ID": "sandbox-app", "APP-KEY": "sandbox-key"}
+# The sandbox's defaults, derived from the test settings' SECRET_KEY.
+APP_ID = sandbox_credentials(django_settings.SECRET_KEY)["OOTO_APP_ID"]
+APP_KEY = sandbox_credentials(django_settings.SECRET_KEY)["OOTO_APP_KEY"]
+APP_HEADERS = {"APP-ID": APP_ID, "APP-KEY": APP_KEY}
 CALLBACK_URL = "https://site.example/verify/callback/ooto/per-session-secret-xyz/"
 RETURN_URL = "https://site.example/verify/s/1/return/"
 ALL_SCOPES = ["liveness", "deepfake", "search", "enroll"]
@@ -119,11 +124,12 @@ def sync_callbacks(settings):
     "headers",
     [
         {},
-        {"APP-ID": "sandbox-app"},
-        {"APP-KEY": "sandbox-key"},
-        {"APP-ID": "sandbox-app", "APP-KEY": "wrong"},
-        {"APP-ID": "other-app", "APP-KEY": "sandbox-key"},
-        {"APP-ID": "sandbox-app", "APP-KEY": "sandbox-key-longer"},
+        {"APP-ID": APP_ID},
+        {"APP-KEY": APP_KEY},
+        {"APP-ID": APP_ID, "APP-KEY": "wrong"},
+        {"APP-ID": "other-app", "APP-KEY": APP_KEY},
+        {"APP-ID": APP_ID, "APP-KEY": APP_KEY + "-longer"},
+        {"APP-ID": "sandbox-app", "APP-KEY": "sandbox-key"},  # the fixed pair of earlier versions
     ],
 )
 def test_create_and_status_refuse_bad_credentials(client, headers):
@@ -158,7 +164,7 @@ def test_app_key_never_logged(client, caplog, fake_http, sync_callbacks, django_
     walk_to_outcome(client, token, ["liveness", "deepfake"])
     with django_capture_on_commit_callbacks(execute=True):
         post_step(client, token, "outcome", outcome="pass")  # callback URL unregistered: fails
-    assert "sandbox-key" not in caplog.text
+    assert APP_KEY not in caplog.text
     assert token not in caplog.text
     assert "per-session-secret" not in caplog.text
 

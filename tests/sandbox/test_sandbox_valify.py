@@ -20,20 +20,23 @@ from typing import Any
 import pytest
 import requests
 import responses
+from django.conf import settings as django_settings
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from verification_link.sandbox import callbacks, sign_valify_webhook
+from verification_link.sandbox.credentials import sandbox_credentials
 from verification_link.sandbox.models import SandboxValifySession
 from verification_link.sandbox.signing import sign_valify_webhook as sign_from_module
 
 # Own URLconf: the tests do not depend on where (or whether) the site settings mount the sandbox.
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.sandbox.urls_sandbox")]
 
-API_KEY = "sandbox-valify-key"
+# The sandbox's defaults, derived from the test settings' SECRET_KEY.
+API_KEY = sandbox_credentials(django_settings.SECRET_KEY)["VALIFY_API_KEY"]
 API_HEADERS = {"X-Valify-Api-Key": API_KEY}
-WEBHOOK_SECRET = "sandbox-webhook-secret"
+WEBHOOK_SECRET = sandbox_credentials(django_settings.SECRET_KEY)["VALIFY_WEBHOOK_SECRET"]
 WEBHOOK_URL = "https://site.example/verify/webhook/valify/account-secret-xyz/"
 RETURN_URL = "https://site.example/verify/s/1/return/"
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")

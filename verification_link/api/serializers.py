@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
 from .. import conf
@@ -95,9 +96,12 @@ except ImportError:  # pragma: no cover
 
 class SessionCreateSerializer(serializers.Serializer):
     """Start a session. Every field is optional: the provider alias and scopes default to settings.
-    The choices of ``provider`` and ``scopes`` are the site's own (read when the form is built)."""
+    The choices of ``provider`` are ``USER_PROVIDERS`` (read when the form is built), those of
+    ``scopes`` what these aliases support. Staff code calls the services with any alias."""
 
-    provider = serializers.ChoiceField(choices=[], required=False, help_text="A provider alias of the site.")
+    provider = serializers.ChoiceField(
+        choices=[], required=False, help_text="A provider alias the site lets users pick (USER_PROVIDERS)."
+    )
     scopes = serializers.ListField(
         child=serializers.ChoiceField(choices=[]),
         required=False,
@@ -116,7 +120,8 @@ class SessionCreateSerializer(serializers.Serializer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        aliases = list(conf.providers())
+        # Read (and validated) once per form: validate() picks among the very same aliases.
+        self.user_providers = aliases = conf.user_providers()
         self.fields["provider"].choices = aliases
         scopes: list[str] = []
         for alias in aliases:
@@ -143,7 +148,11 @@ class SessionCreateSerializer(serializers.Serializer):
         return value
 
     def validate(self, attrs: dict) -> dict:
-        alias = attrs.get("provider") or conf.default_provider()
+        alias = attrs.get("provider") or self._user_default()
+        if alias not in self.user_providers:  # nothing to pick from: USER_PROVIDERS is empty or broken
+            raise serializers.ValidationError({"provider": [_("No verification provider is available.")]})
+        # Always explicit from here on: the view must not fall back to a default users may not pick.
+        attrs["provider"] = alias
         try:
             backend = get_provider(alias)
         except ConfigurationError:
@@ -156,6 +165,16 @@ class SessionCreateSerializer(serializers.Serializer):
             except InvalidRequest as exc:
                 raise serializers.ValidationError({"scopes": [str(exc)]}) from None
         return attrs
+
+    def _user_default(self) -> str | None:
+        """``DEFAULT_PROVIDER`` when users may pick it, else the first alias they may pick."""
+        try:
+            default = conf.default_provider()
+        except ConfigurationError:
+            default = None
+        if default in self.user_providers:
+            return default
+        return self.user_providers[0] if self.user_providers else None
 
 
 class ErrorSerializer(serializers.Serializer):

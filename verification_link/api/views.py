@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings as django_settings
 from django.db.models import QuerySet
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -32,6 +33,7 @@ from ..exceptions import (
     ProviderError,
     ProviderUnavailable,
 )
+from ..jsonbody import InvalidJSON, parse_json
 from ..models import VerificationEvent, VerificationSession
 from .schema import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from .serializers import ErrorSerializer, SessionCreateSerializer, SessionSerializer
@@ -58,17 +60,21 @@ class ConflictError(APIException):
 
 
 class StrictJSONParser(JSONParser):
-    """DRF's JSON parser, strict whatever the site's ``STRICT_JSON`` (``NaN`` would reach ``jsonb``),
-    and a 400 — not a 500 — for nesting deeper than the recursion limit (``json`` raises
-    ``RecursionError`` there, which DRF does not catch)."""
+    """DRF's JSON parser on ``verification_link.jsonbody.parse_json``: whatever the site's
+    ``STRICT_JSON``, non-finite numbers (``NaN``, ``1e400``) and nesting beyond ``MAX_DEPTH`` are a
+    400, as at every other JSON boundary of the app — never a value the database refuses later."""
 
     strict = True
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        encoding = (parser_context or {}).get("encoding", django_settings.DEFAULT_CHARSET)
+        raw = stream.read() if stream is not None else b""
         try:
-            return super().parse(stream, media_type, parser_context)
-        except RecursionError:
-            raise ParseError("JSON parse error - nested too deeply") from None
+            return parse_json(raw.decode(encoding))
+        except (UnicodeDecodeError, LookupError):
+            raise ParseError("JSON parse error - not text in the declared charset") from None
+        except InvalidJSON as exc:
+            raise ParseError(f"JSON parse error - {exc}") from None
 
 
 class SessionPagination(PageNumberPagination):
@@ -90,7 +96,7 @@ class VerificationLinkThrottle(ScopedRateThrottle):
 
     def get_rate(self) -> str | None:
         rates = api_settings.DEFAULT_THROTTLE_RATES or {}
-        return rates.get(self.scope) or conf.get("API_THROTTLE_RATE")
+        return rates.get(self.scope) or conf.guarded("API_THROTTLE_RATE")
 
 
 ERRORS = {

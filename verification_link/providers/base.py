@@ -7,7 +7,6 @@ touches the database. Adding a provider means one module with one subclass; noth
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,36 +29,13 @@ from ..exceptions import (
     ProviderUnavailable,
 )
 from ..jsonbody import parse_json
+from ..jsonbody import storable as storable  # re-exported: where it lived before jsonbody.py
 from ..webhooks import WebhookVerifier
 
 if TYPE_CHECKING:
     from ..models import VerificationSession
 
 logger = logging.getLogger("verification_link.providers")
-
-
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def storable(value: Any) -> Any:
-    """``value`` with what PostgreSQL cannot store replaced by U+FFFD, at any depth: NUL characters
-    (refused in text and ``jsonb``) and lone surrogates (JSON's ``"\\ud800"`` decodes to one; no
-    UTF-8 encodes it). Outside input — a provider's answer, a webhook, a site's metadata — must not
-    be able to turn into a database error."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            value = value.replace("\x00", "\ufffd")
-        if not value.isascii():
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                value = _LONE_SURROGATE.sub("\ufffd", value)
-        return value
-    if isinstance(value, Mapping):
-        return {storable(key): storable(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [storable(item) for item in value]
-    return value
 
 
 @dataclass(frozen=True)
@@ -73,6 +49,9 @@ class CreateRequest:
     return_url: str
     ttl: int
     reference: str = ""
+
+    def __repr__(self) -> str:  # the callback URL carries the session's secret; metadata is the site's
+        return f"CreateRequest(session_id={self.session_id!r}, scopes={self.scopes!r}, ttl={self.ttl!r})"
 
 
 @dataclass(frozen=True)
@@ -97,6 +76,12 @@ class StatusReport:
     expires_at: datetime | None = None
     result: dict[str, Any] = field(default_factory=dict)
 
+    def __repr__(self) -> str:  # the result holds biometric and identity data: only its top-level keys
+        return (
+            f"StatusReport(status={self.status!r}, next_step={self.next_step!r}, "
+            f"expires_at={self.expires_at!r}, result_keys={sorted(map(str, self.result))!r})"
+        )
+
     def summary(self) -> dict[str, Any]:
         """What is safe to keep in the audit trail for every answer (no result payload)."""
         return {
@@ -115,6 +100,9 @@ class WebhookReport:
     reference: str = ""
     report: StatusReport | None = None
     raw_status: str = ""
+
+    def __repr__(self) -> str:  # the token is the hand-off link's secret
+        return f"WebhookReport(reference={self.reference!r}, report={self.report!r}, raw_status={self.raw_status!r})"
 
 
 class BaseProvider:
@@ -285,8 +273,18 @@ class BaseProvider:
         """``result`` without its biometric / special-category parts: ``SENSITIVE_RESULT_KEYS`` at the
         top level, plus whatever else the provider knows to be sensitive. Used to hide them from staff
         without the permission and to scrub them at retention."""
-        hidden = set(conf.get("SENSITIVE_RESULT_KEYS") or ())
+        hidden = set(conf.guarded("SENSITIVE_RESULT_KEYS"))
         return {key: value for key, value in result.items() if key not in hidden}
+
+    def storable_body(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """What of an *authenticated* webhook body (already parsed) may be kept in the audit trail.
+
+        The services store the JSON re-serialisation of the answer instead of the raw body whenever
+        it differs from ``payload`` (and mark the event ``data["body_redacted"]``), so the body
+        follows the same rule as the stored result: a provider that strips identity data from
+        results strips it here too, at any depth, without recursion (the JSON comes from outside).
+        The default keeps everything. Never modify ``payload``; return it, or a new dict."""
+        return dict(payload)
 
     def webhook_verifier(self) -> WebhookVerifier:
         """This alias's webhook authentication (its own secrets: several accounts stay apart)."""

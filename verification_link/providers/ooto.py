@@ -16,8 +16,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
 
+from ..jsonbody import InvalidJSON, storable
 from ..models import VerificationSession
-from .base import BaseProvider, CreatedSession, CreateRequest, StatusReport, storable
+from .base import BaseProvider, CreatedSession, CreateRequest, StatusReport
 
 Status = VerificationSession.Status
 NextStep = VerificationSession.NextStep
@@ -103,11 +104,15 @@ class OotoProvider(BaseProvider):
             result = {}
         if not isinstance(result, Mapping):
             raise self.malformed(operation, "result is not an object")
+        try:
+            result = storable(dict(result))
+        except InvalidJSON:
+            raise self.malformed(operation, "result cannot be stored") from None
         return StatusReport(
             status=status,
             next_step=next_step,
             expires_at=self.parse_timestamp(body.get("expiresAt"), operation, "expiresAt"),
-            result=storable(dict(result)),
+            result=result,
         )
 
     def scope_outcomes(self, scopes: Iterable[str], result: Mapping[str, Any]) -> dict[str, bool | None]:

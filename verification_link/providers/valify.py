@@ -27,6 +27,8 @@ from typing import Any
 from django.core.checks import CheckMessage
 from django.utils import timezone
 
+from .. import conf
+from ..jsonbody import without_keys
 from ..models import VerificationSession
 from ..webhooks import WebhookVerifier
 from .base import BaseProvider, CreatedSession, CreateRequest, StatusReport, WebhookReport, storable
@@ -55,14 +57,6 @@ SENSITIVE_FIELDS = frozenset(
         "document_image",
     }
 )
-
-
-def _without(value: Any, fields: frozenset[str]) -> Any:
-    if isinstance(value, Mapping):
-        return {key: _without(item, fields) for key, item in value.items() if key not in fields}
-    if isinstance(value, list):
-        return [_without(item, fields) for item in value]
-    return value
 
 
 class ValifyProvider(BaseProvider):
@@ -181,7 +175,7 @@ class ValifyProvider(BaseProvider):
             result = payload.get(self.setting("WEBHOOK_RESULT_FIELD") or "result")
             result = dict(result) if isinstance(result, Mapping) else {}
             if not self.setting("STORE_SENSITIVE", False):
-                result = _without(result, SENSITIVE_FIELDS | frozenset(self.setting("SENSITIVE_FIELDS") or ()))
+                result = without_keys(result, self.sensitive_fields)
             if isinstance(payload.get("reason"), str):
                 result.setdefault("reason", payload["reason"])
             report = StatusReport(status=status, result=result)
@@ -192,10 +186,28 @@ class ValifyProvider(BaseProvider):
             raw_status=str(raw_status)[:64] if raw_status is not None else "",
         )
 
+    @property
+    def sensitive_fields(self) -> frozenset[str]:
+        """Identity numbers and images: ``SENSITIVE_FIELDS`` plus the alias's own ``SENSITIVE_FIELDS``."""
+        return SENSITIVE_FIELDS | frozenset(self.setting("SENSITIVE_FIELDS") or ())
+
     def sensitive_parts_removed(self, result: Mapping[str, Any]) -> dict[str, Any]:
         """Also identity numbers and images, at any depth (kept only with ``STORE_SENSITIVE``)."""
-        fields = SENSITIVE_FIELDS | frozenset(self.setting("SENSITIVE_FIELDS") or ())
-        return _without(super().sensitive_parts_removed(result), fields)
+        return without_keys(super().sensitive_parts_removed(result), self.sensitive_fields)
+
+    def storable_body(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """The webhook body as the stored result is: without identity numbers and images at any
+        depth unless ``STORE_SENSITIVE``, and without the result parts of ``DISCARD_RESULT_KEYS``
+        (which are never stored at all)."""
+        kept: dict[str, Any] = dict(payload)
+        if not self.setting("STORE_SENSITIVE", False):
+            kept = without_keys(kept, self.sensitive_fields)
+        result_field = self.setting("WEBHOOK_RESULT_FIELD") or "result"
+        discard = set(conf.guarded("DISCARD_RESULT_KEYS"))
+        result = kept.get(result_field)
+        if discard and isinstance(result, Mapping) and discard & set(result):
+            kept[result_field] = {key: value for key, value in result.items() if key not in discard}
+        return kept
 
     def scope_outcomes(self, scopes: Iterable[str], result: Mapping[str, Any]) -> dict[str, bool | None]:
         """Valify sessions have no scopes: the checks are the parts of the result the flow produced

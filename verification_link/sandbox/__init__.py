@@ -6,6 +6,11 @@ credentials can then point the real provider client at ``<origin>/sandbox/ooto``
 ``<origin>/sandbox/valify`` (Valify) and walk the whole hosted flow against itself. The sandbox
 speaks the provider's wire format; nothing in the core package knows it exists.
 
+Its credentials are derived from the site's ``SECRET_KEY`` (:mod:`verification_link.sandbox.credentials`
+gives a settings module the same values), and it answers 404 to everything while ``DEBUG`` is off
+unless ``VERIFICATION_LINK_SANDBOX["ALLOW_WITHOUT_DEBUG"]`` is ``True``: anyone reaching its pages
+could pass a verification.
+
 ``sign_valify_webhook`` (from :mod:`verification_link.sandbox.signing`, standard library only) signs
 a body the way the Valify emulator's webhook is signed.
 """

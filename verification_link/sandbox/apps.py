@@ -11,3 +11,6 @@ class SandboxConfig(AppConfig):
     verbose_name = _("Verification link sandbox")
     # Pinned so the migration does not depend on the site's DEFAULT_AUTO_FIELD.
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401  (registers the check that keeps the sandbox out of production)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.cache import patch_cache_control
 from django.views import View
+
+from .conf import key_path, serving_allowed
+
+logger = logging.getLogger("verification_link.sandbox")
 
 #: Longest URL the sandbox stores.
 MAX_URL_LENGTH = 2048
@@ -46,3 +53,24 @@ class HostedPageView(View):
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Robots-Tag", "noindex, nofollow")
         return response
+
+
+def only_when_allowed(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Wrap a sandbox view so it answers 404 unless the sandbox may serve now (``DEBUG`` on, or
+    ``ALLOW_WITHOUT_DEBUG``): the system check warns an operator, this stops a visitor.
+
+    Applied to every URL in ``urls.py``, so a new view cannot forget it. The 404 is Django's own,
+    saying nothing of a sandbox; the log says which setting would change it.
+    """
+
+    @functools.wraps(view)  # keeps csrf_exempt and the other markers of the view
+    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not serving_allowed():
+            logger.warning(
+                "sandbox request refused (404): DEBUG is off and %s is not True",
+                key_path("ALLOW_WITHOUT_DEBUG"),
+            )
+            raise Http404
+        return view(request, *args, **kwargs)
+
+    return guarded

@@ -4,19 +4,24 @@ Reading lazily (never at import time) keeps ``override_settings`` working in tes
 
 Keys (all optional):
 
+``ALLOW_WITHOUT_DEBUG``
+    The sandbox serves nothing (404) while ``DEBUG`` is off, unless this is ``True`` — the boolean,
+    so that an environment variable read as the string ``"0"`` cannot open it. For a staging site;
+    ``manage.py check`` then warns (``verification_link.W004``) instead of failing (``E012``).
+    Default ``False``.
 ``OOTO_APP_ID`` / ``OOTO_APP_KEY``
     The credentials the emulated OOTO API accepts in the ``APP-ID`` / ``APP-KEY`` headers.
-    Defaults ``"sandbox-app"`` / ``"sandbox-key"``.
+    Default: derived from ``SECRET_KEY`` (see :mod:`.credentials`).
 ``VALIFY_API_KEY``
-    The key the emulated Valify API accepts in ``X-Valify-Api-Key``. Default
-    ``"sandbox-valify-key"``; empty refuses every request.
+    The key the emulated Valify API accepts in ``X-Valify-Api-Key``. Default: derived from
+    ``SECRET_KEY``; empty refuses every request.
 ``VALIFY_WEBHOOK_URL``
     Where the Valify emulator posts its account-level webhook: an absolute http(s) URL, or a
     path starting with ``/`` resolved against the origin of the request that finished the flow.
     Default ``None``: no webhook is sent.
 ``VALIFY_WEBHOOK_SECRET``
-    The HMAC-SHA256 key of the webhook's ``X-Valify-Signature``. Default
-    ``"sandbox-webhook-secret"``; empty sends no webhook.
+    The HMAC-SHA256 key of the webhook's ``X-Valify-Signature``. Default: derived from
+    ``SECRET_KEY``; empty sends no webhook.
 ``VALIFY_REDIRECT_KEY``
     The key of the link in the create answer. Default ``"redirect_url"``; ``"redirect_url "``
     (trailing space) reproduces the spelling of Valify's documentation; ``None`` leaves it out,
@@ -36,14 +41,27 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from .credentials import sandbox_credentials
+
 SETTING_NAME = "VERIFICATION_LINK_SANDBOX"
 
+
+class _Derived:
+    """The default of a credential: derived from ``SECRET_KEY`` when read, never stored here."""
+
+    def __repr__(self) -> str:
+        return "<derived from SECRET_KEY>"
+
+
+DERIVED: Any = _Derived()
+
 DEFAULTS: dict[str, Any] = {
-    "OOTO_APP_ID": "sandbox-app",
-    "OOTO_APP_KEY": "sandbox-key",
-    "VALIFY_API_KEY": "sandbox-valify-key",
+    "ALLOW_WITHOUT_DEBUG": False,
+    "OOTO_APP_ID": DERIVED,
+    "OOTO_APP_KEY": DERIVED,
+    "VALIFY_API_KEY": DERIVED,
     "VALIFY_WEBHOOK_URL": None,
-    "VALIFY_WEBHOOK_SECRET": "sandbox-webhook-secret",
+    "VALIFY_WEBHOOK_SECRET": DERIVED,
     "VALIFY_REDIRECT_KEY": "redirect_url",
     "CALLBACK_TIMEOUT": 5,
     "CALLBACK_SYNC": False,
@@ -61,4 +79,33 @@ def sandbox_setting(key: str) -> Any:
     configured = getattr(settings, SETTING_NAME, None) or {}
     if not isinstance(configured, dict):
         raise ImproperlyConfigured(f"{SETTING_NAME} must be a dict.")
-    return configured.get(key, DEFAULTS[key])
+    value = configured.get(key, DEFAULTS[key])
+    if value is DERIVED:
+        # At each read, from the SECRET_KEY of the moment: override_settings and key rotation hold.
+        return sandbox_credentials(settings.SECRET_KEY)[key]
+    return value
+
+
+def key_path(key: str) -> str:
+    """``key_path("ALLOW_WITHOUT_DEBUG")`` → ``VERIFICATION_LINK_SANDBOX["ALLOW_WITHOUT_DEBUG"]``."""
+    return f'{SETTING_NAME}["{key}"]'
+
+
+def allowed_without_debug() -> bool:
+    """Whether the site explicitly allows the sandbox with ``DEBUG`` off: only the boolean ``True``.
+
+    A broken ``VERIFICATION_LINK_SANDBOX`` (not a dict) allows nothing: the guard fails closed.
+    """
+    try:
+        return sandbox_setting("ALLOW_WITHOUT_DEBUG") is True
+    except ImproperlyConfigured:
+        return False
+
+
+def serving_allowed() -> bool:
+    """Whether the sandbox may answer at all now: with ``DEBUG`` on, or when explicitly allowed.
+
+    Read at each request: production servers (gunicorn, uWSGI) run no system checks, so the
+    check alone would not keep the sandbox from verifying anyone there.
+    """
+    return bool(settings.DEBUG) or allowed_without_debug()

@@ -4,18 +4,22 @@ Everything OOTO lives under ``ooto/``: the base URL to give the OOTO client is
 ``<origin>/sandbox/ooto``. Everything Valify lives under ``valify/``: its base URL is
 ``<origin>/sandbox/valify`` (Create link at ``<base>/api/link/v1/request/``, the hosted flow at
 ``<base>/?token=<session_token>``, as on ``verify.valifysolutions.com``).
+
+Every view answers 404 while ``DEBUG`` is off, unless
+``VERIFICATION_LINK_SANDBOX["ALLOW_WITHOUT_DEBUG"]`` is ``True`` (see ``common.only_when_allowed``).
 """
 
 from django.urls import path
 
 from . import valify_views, views
+from .common import only_when_allowed as guard
 
 app_name = "verification_link_sandbox"
 
 urlpatterns = [
-    path("ooto/api/v1.0/flow/sessions", views.OotoCreateSessionView.as_view(), name="ooto_create"),
-    path("ooto/api/v1.0/flow/sessions/<str:token>", views.OotoSessionStatusView.as_view(), name="ooto_status"),
-    path("ooto/flow/<str:token>", views.OotoFlowView.as_view(), name="ooto_flow"),
-    path("valify/api/link/v1/request/", valify_views.ValifyCreateLinkView.as_view(), name="valify_create"),
-    path("valify/", valify_views.ValifyFlowView.as_view(), name="valify_flow"),
+    path("ooto/api/v1.0/flow/sessions", guard(views.OotoCreateSessionView.as_view()), name="ooto_create"),
+    path("ooto/api/v1.0/flow/sessions/<str:token>", guard(views.OotoSessionStatusView.as_view()), name="ooto_status"),
+    path("ooto/flow/<str:token>", guard(views.OotoFlowView.as_view()), name="ooto_flow"),
+    path("valify/api/link/v1/request/", guard(valify_views.ValifyCreateLinkView.as_view()), name="valify_create"),
+    path("valify/", guard(valify_views.ValifyFlowView.as_view()), name="valify_flow"),
 ]

@@ -29,7 +29,11 @@ class Command(BaseCommand):
         ]:
             sweep = sub.add_parser(name, help=text)
             sweep.add_argument("--concurrency", type=int, default=None, help="Provider calls at once.")
-        sub.add_parser("purge", help="Scrub sensitive result parts and raw bodies past RETENTION_DAYS.")
+        sub.add_parser(
+            "purge",
+            help="Scrub sensitive result parts and raw bodies past RETENTION_DAYS, and the bodies of "
+            "requests that matched no session or were never authenticated.",
+        )
         refresh = sub.add_parser("refresh", help="Ask the provider for one session's status now.")
         refresh.add_argument("session_id", help="The session's UUID.")
 
@@ -39,7 +43,7 @@ class Command(BaseCommand):
         elif action == "expire":
             self._summary("expire", services.run_expiry_sweep(concurrency=options["concurrency"]))
         elif action == "purge":
-            self.stdout.write(f"purge: {services.purge_expired_data()} sessions scrubbed")
+            self.stdout.write(f"purge: {services.run_purge()}")
         elif action == "refresh":
             self._refresh(options["session_id"])
 
