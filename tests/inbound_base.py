@@ -218,6 +218,8 @@ class InboundEndpointContract:
         session = self.make_session()
         body = json.dumps(self.payload(session)).encode()
         for name in self.read_headers:
+            if name == "Content-Type" and len(value) > 10_000:
+                continue  # Django 6.1 refuses it itself, before any view runs (BadRequest, a 400)
             headers = {**self.headers_for(session, body), name: value}
             before = self.state()
             response = self.send(session, body, headers=headers)

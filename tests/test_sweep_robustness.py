@@ -387,3 +387,22 @@ def test_a_provider_answer_that_breaks_the_write_is_isolated(fake_ooto, user, vl
         "DataError",  # PostgreSQL's jsonb
     }
     assert_no_secrets(caplog)
+
+
+def test_a_dispatch_that_fails_for_one_session_fails_that_session_only(fake_ooto, user, caplog):
+    sessions = start_many(fake_ooto, user, 3)
+    bad = sessions[1]
+    all_due()
+    dispatched = []
+
+    def dispatch(pk):
+        if pk == bad.pk:
+            raise ConnectionError("broker unreachable")
+        dispatched.append(pk)
+
+    result = services.run_poll_sweep(dispatch=dispatch)
+
+    assert (result.found, result.processed, result.failed) == (3, 2, 1)
+    assert sorted(dispatched) == sorted(s.pk for s in sessions if s.pk != bad.pk)
+    assert recorded_failure(bad, "poll").data["error_type"] == "ConnectionError"
+    assert len(failure_logs(caplog, bad)) == 1

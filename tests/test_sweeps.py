@@ -127,6 +127,8 @@ def test_expiry_batches_and_a_second_run_is_a_no_op(fake_ooto, user, vl_settings
 
 def test_expiry_end_states_follow_the_last_check(fake_ooto, user, commit, signal_log):
     silent, finished, failing = overdue(fake_ooto, user, 3)
+    # The sweep checks in (expires_at, id) order: the failing one first, so fail_next hits it.
+    VerificationSession.objects.filter(pk=failing.pk).update(expires_at=timezone.now() - timedelta(days=2))
     fake_ooto.complete(finished)
     with commit():
         # One provider error among the last checks: that session expires all the same.

@@ -1407,14 +1407,16 @@ def run_poll_sweep(
     )
     result = SweepResult()
     for _ in range(max_batches):
-        claimed = claim_due_sessions(now=now, limit=batch_size)
+        with turns.database:
+            claimed = claim_due_sessions(now=now, limit=batch_size)
         result.found += len(claimed)
         if dispatch is not None:
             for session in claimed:
                 try:
                     dispatch(session.pk)
                 except Exception as exc:  # a broker hiccup: this session's claim lapses, the others go
-                    _record_failure(session, exc, source=VerificationEvent.Source.POLL)
+                    with turns.database:
+                        _record_failure(session, exc, source=VerificationEvent.Source.POLL)
                     result.failed += 1
                 else:
                     result.processed += 1

@@ -2,8 +2,10 @@
 
 Provider calls run on a bounded thread pool (``--concurrency``, default ``POLL_CONCURRENCY``).
 
-Made for cron: one summary line on stdout; exit status 0 when every provider call succeeded,
-1 when any failed (the summary then goes to stderr), 2 for usage errors.
+Made for cron: one summary line on stdout; exit status 0 when every session went through, 1 when
+any failed (the summary then goes to stderr), 2 for usage errors. A session fails when its provider
+call does, or a database write or a site's receiver does for it: each is logged (logger
+``verification_link``) and recorded on the session, and the sweep goes on with the others.
 """
 
 from __future__ import annotations
