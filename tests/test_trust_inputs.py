@@ -88,8 +88,9 @@ def test_metadata_that_cannot_be_stored_is_an_invalid_request(fake_ooto, user):
         b'{"status": "DONE", "nextStep": null, "result": {"liveness": {"fine": true, "score": 1e400}}}',
         b'{"status": "DONE", "nextStep": null, "result": {"liveness": {"fine": true, "score": NaN}}}',
         b'{"status": "DONE", "nextStep": null, "result": ' + b"[" * 100 + b"]" * 100 + b"}",
+        b'{"status": "IN_PROGRESS", "nextStep": "LIVENESS", "expiresAt": "2024-02-30T00:00:00Z"}',
     ],
-    ids=["1e400", "NaN", "deep"],
+    ids=["1e400", "NaN", "deep", "impossible-date"],
 )
 def test_a_provider_answer_that_cannot_be_stored_is_provider_unavailable(fake_ooto, user, answer):
     session = services.start_verification(user=user)
@@ -136,21 +137,37 @@ def test_sensitive_keys_given_as_a_string_still_hide_the_defaults_and_log_the_ke
 
 
 @pytest.mark.parametrize(
-    ("name", "value"),
+    ("name", "value", "meant"),
     [
-        ("MAX_EVENT_BODY_BYTES", "64k"),
-        ("MAX_EVENT_BODY_BYTES", -1),
-        ("RETENTION_DAYS", "90"),
-        ("RETENTION_DAYS", 0),
-        ("DISCARD_RESULT_KEYS", "box"),
-        ("API_THROTTLE_RATE", "lots"),
+        ("MAX_EVENT_BODY_BYTES", "64k", 65536),  # unreadable: the default
+        ("MAX_EVENT_BODY_BYTES", -1, 65536),
+        ("MAX_EVENT_BODY_BYTES", True, 65536),
+        ("MAX_EVENT_BODY_BYTES", "1024", 1024),  # an environment variable as it is read: as meant
+        ("RETENTION_DAYS", "30", 30),  # never the default 90: that would keep data three times longer
+        ("RETENTION_DAYS", 0, 90),
+        ("PURGE_BATCH_SIZE", 50_000, 500),  # past SQLite's variables per statement
+        ("DISCARD_RESULT_KEYS", "box", ["box"]),  # a string names one key, not its letters
+        ("DISCARD_RESULT_KEYS", 5, []),
+        ("SENSITIVE_RESULT_KEYS", "selfie", ["box", "demography", "landmarks", "selfie"]),
+        ("CALLBACK_COALESCE_SECONDS", "soon", 5),
+        ("API_THROTTLE_RATE", "lots", "60/minute"),
     ],
 )
-def test_each_guard_falls_back_to_its_default_and_names_the_key(vl_settings, caplog, name, value):
+def test_each_guard_reads_what_was_meant_or_its_default_and_names_the_key(vl_settings, caplog, name, value, meant):
     vl_settings(**{name: value})
     with caplog.at_level(logging.ERROR, logger="verification_link"):
-        assert conf.guarded(name) == conf.DEFAULTS[name]
+        assert conf.guarded(name) == meant
     assert f'VERIFICATION_LINK["{name}"]' in caplog.text
+
+
+def test_valid_guards_are_read_silently(vl_settings, caplog):
+    vl_settings(RETENTION_DAYS=30, DISCARD_RESULT_KEYS=[], SENSITIVE_RESULT_KEYS=[], MAX_EVENT_BODY_BYTES=1024)
+    with caplog.at_level(logging.ERROR, logger="verification_link"):
+        assert conf.guarded("RETENTION_DAYS") == 30
+        assert conf.guarded("DISCARD_RESULT_KEYS") == []
+        assert conf.guarded("SENSITIVE_RESULT_KEYS") == []
+        assert conf.guarded("MAX_EVENT_BODY_BYTES") == 1024
+    assert caplog.text == ""
 
 
 @pytest.mark.django_db
@@ -177,10 +194,10 @@ def test_reprs_hide_secrets_and_identity_data():
         return_url="https://site.example/verify/s/x/return/",
         ttl=60,
     )
-    report = StatusReport(status="DONE", result={"demography": {"age": 31, "race": "white"}})
+    report = StatusReport(status="DONE", result={"demography": {"age": "AGE-VALUE", "race": "RACE-VALUE"}})
     webhook = WebhookReport(token="TOKEN-SECRET", reference="ref", report=report)
     text = repr(create) + repr(report) + repr(webhook)
-    for secret in ("CALLBACK-SECRET", "ann@example.com", "white", "TOKEN-SECRET", "31"):
+    for secret in ("CALLBACK-SECRET", "ann@example.com", "RACE-VALUE", "TOKEN-SECRET", "AGE-VALUE"):
         assert secret not in text
     assert "demography" in text and "DONE" in text  # still useful in a traceback
 

@@ -111,50 +111,88 @@ def get(name: str) -> Any:
     return user_settings().get(name, DEFAULTS[name])
 
 
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+_INVALID = object()
 
 
-def _non_negative_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 86400
+def _whole(low: int, high: int) -> Callable[[Any], Any]:
+    """A whole number from ``low`` to ``high``; ASCII digits in a string (an environment variable
+    read as it is) count as the number they spell."""
+
+    def coerce(value: Any) -> Any:
+        if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 12:
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+            return value
+        return _INVALID
+
+    return coerce
 
 
-def _string_list(value: Any) -> bool:
-    return isinstance(value, (list, tuple)) and all(isinstance(item, str) and item for item in value)
+def _seconds(value: Any) -> Any:
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 12:
+        value = int(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 3600:
+        return value
+    return _INVALID
 
 
-def _rate(value: Any) -> bool:
-    if not isinstance(value, str) or "/" not in value:
-        return False
-    count, _, period = value.partition("/")
-    return count.isascii() and count.isdigit() and period[:1] in ("s", "m", "h", "d")
+def _keys(value: Any) -> Any:
+    """A list of non-empty strings; a lone string is the one key it names — iterating it would make
+    each of its letters a key and match nothing."""
+    if isinstance(value, str) and value:
+        return [value]
+    if isinstance(value, (list, tuple)) and all(isinstance(item, str) and item for item in value):
+        return value
+    return _INVALID
 
 
-#: Keys that guard something (how much is stored, what is hidden or kept, how often a client may
-#: call): checked each time they are read, since a site's server (gunicorn) runs no system checks.
-#: A bad value falls back to the default, the safe side, and the exact key is logged.
-GUARDS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "MAX_EVENT_BODY_BYTES": (_positive_int, "a positive whole number of bytes"),
-    "UNVERIFIED_BODY_BYTES": (_positive_int, "a positive whole number of bytes"),
-    "CALLBACK_COALESCE_SECONDS": (_non_negative_number, "seconds from 0 (off) to a day"),
-    "PURGE_BATCH_SIZE": (_positive_int, "a positive whole number"),
-    "RETENTION_DAYS": (_positive_int, "a positive whole number of days"),
-    "SENSITIVE_RESULT_KEYS": (_string_list, "a list of non-empty strings"),
-    "DISCARD_RESULT_KEYS": (_string_list, "a list of non-empty strings"),
+def _hidden_keys(value: Any) -> Any:
+    """``_keys``, and a lone string hides its key *as well as* the defaults: when the intent is
+    unclear, hiding more is the safe side."""
+    keys = _keys(value)
+    if isinstance(value, str) and keys is not _INVALID:
+        return sorted({*DEFAULTS["SENSITIVE_RESULT_KEYS"], *keys})
+    return keys
+
+
+def _rate(value: Any) -> Any:
+    if isinstance(value, str) and "/" in value:
+        count, _, period = value.partition("/")
+        if count.isascii() and count.isdigit() and period[:1] in ("s", "m", "h", "d"):
+            return value
+    return _INVALID
+
+
+#: Keys that guard something (how much is stored, what is hidden or kept, and for how long, how often
+#: a client may call): checked each time they are read, since a site's server (gunicorn) runs no
+#: system checks. Each maps to what reads the value as the site meant it, and what it must be.
+GUARDS: dict[str, tuple[Callable[[Any], Any], str]] = {
+    "MAX_EVENT_BODY_BYTES": (_whole(1, 10 * 1024 * 1024), "a whole number of bytes from 1 to 10 MiB"),
+    "UNVERIFIED_BODY_BYTES": (_whole(0, 10 * 1024 * 1024), "a whole number of bytes from 0 to 10 MiB"),
+    "CALLBACK_COALESCE_SECONDS": (_seconds, "seconds from 0 (off) to 3600"),
+    # Ids per statement: SQLite refuses more than 32,766 variables in one.
+    "PURGE_BATCH_SIZE": (_whole(1, 10_000), "a whole number from 1 to 10,000"),
+    "RETENTION_DAYS": (_whole(1, 36_500), "a whole number of days from 1 to 36,500"),
+    "SENSITIVE_RESULT_KEYS": (_hidden_keys, "a list of non-empty strings"),
+    "DISCARD_RESULT_KEYS": (_keys, "a list of non-empty strings"),
     "API_THROTTLE_RATE": (_rate, "a rate such as '60/minute'"),
 }
 
 
 def guarded(name: str) -> Any:
-    """The value of a key of ``GUARDS``, validated at this use: a wrong value (type or range) is
-    logged as an error naming the exact key — never the value, which may be a secret — and the
-    default applies instead."""
+    """The value of a key of ``GUARDS``, validated at this use. A value of the wrong type whose
+    meaning is clear (``"30"`` for 30 days, ``"box"`` for ``["box"]``) is read as meant; anything
+    else is replaced by the default. Either way the exact key is logged as an error — never the
+    value, which may be a secret — so that the site fixes it."""
     value = get(name)
-    valid, expected = GUARDS[name]
-    if valid(value):
-        return value
-    logger.error("%s must be %s; using the default until it is fixed.", key_path(name), expected)
-    return DEFAULTS[name]
+    coerce, expected = GUARDS[name]
+    meant = coerce(value)
+    if meant is _INVALID:
+        logger.error("%s must be %s; using the default until it is fixed.", key_path(name), expected)
+        return DEFAULTS[name]
+    if type(meant) is not type(value):
+        logger.error("%s must be %s; read as meant until it is fixed.", key_path(name), expected)
+    return meant
 
 
 def providers() -> Mapping[str, Mapping[str, Any]]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import traceback
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -63,9 +64,15 @@ def inbound_endpoint(*secret_kwargs: str) -> Callable[[Callable[..., HttpRespons
             else:
                 try:
                     response = view(request, *args, **kwargs)
-                except Exception:
+                except Exception as exc:
+                    # The type and where it happened, not the message: a database error's text can
+                    # quote the row it refused (a token, a result), and that must not reach the log.
                     logger.error(
-                        "inbound %s %s failed", request.method, redacted_path(request, secrets), exc_info=True
+                        "inbound %s %s failed: %s\n%s",
+                        request.method,
+                        redacted_path(request, secrets),
+                        type(exc).__name__,
+                        "".join(traceback.format_tb(exc.__traceback__)),
                     )
                     got_request_exception.send(sender=None, request=request)
                     response = JsonResponse({"error": "server error"}, status=500)

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -34,9 +35,9 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.module_loading import import_string
 
-from . import conf, signals
+from . import conf, dblock, signals
 from .exceptions import ConfigurationError, InvalidRequest, InvalidTransition, ProviderError
-from .jsonbody import InvalidJSON, storable
+from .jsonbody import InvalidJSON, parse_json, storable
 from .models import VerificationEvent, VerificationSession
 from .providers import CreateRequest, StatusReport, get_provider, load_backend
 from .results import redact
@@ -88,19 +89,9 @@ def _lock(session: SessionRef) -> VerificationSession:
 
 
 def take_write_lock() -> None:
-    """Start the surrounding transaction holding the database's write lock where the database has
-    no row locks (SQLite): call it first thing in every transaction that reads, then writes.
-
-    In SQLite's default (deferred) transactions a read takes a shared lock, and the first write
-    must then upgrade it; when another connection is writing, SQLite refuses the upgrade at once —
-    "database is locked", no busy timeout — because waiting could deadlock. A write as the first
-    statement instead waits its turn like any autocommit write. The write is an ``UPDATE`` that
-    matches no row: nothing changes, no signal fires. Databases with row locks (PostgreSQL,
-    MySQL) take ``SELECT … FOR UPDATE`` locks instead and skip it.
-    """
-    if connection.features.has_select_for_update or not connection.in_atomic_block:
-        return
-    VerificationSession.objects.filter(pk=None).update(poll_attempts=0)
+    """``dblock.take_write_lock`` on the sessions' table: call it first in every transaction of
+    ours that reads, then writes (SQLite's deferred transactions; see ``verification_link.dblock``)."""
+    dblock.take_write_lock(VerificationSession)
 
 
 def _send_on_commit(signal: Signal, session: VerificationSession, **kwargs: Any) -> None:
@@ -879,7 +870,7 @@ class KeptBody:
     (then ``text`` is the JSON re-serialisation of the rest, and the event's ``data`` says
     ``"body_redacted": true``)."""
 
-    text: str
+    text: str = dataclass_field(repr=False)  # the body itself: not for a traceback
     truncated: bool = False
     redacted: bool = False
 
@@ -904,10 +895,36 @@ def judge_inbound(
         setattr(event, field, value)
 
 
+def redacted_body(provider: str, body: bytes) -> bytes:
+    """``body`` as the audit trail may keep it, before anything is recorded: a JSON object becomes
+    the JSON of what the alias's provider keeps of it (``BaseProvider.storable_body``: no identity
+    numbers, no ``DISCARD_RESULT_KEYS``), so a stored body never holds what the stored result may
+    not — whether or not the request turns out authentic. Anything else is kept as it came (it is
+    not JSON the provider sends); a body the provider cannot redact is not kept at all."""
+    if not body:
+        return body
+    try:
+        backend = get_provider(provider)
+        payload = parse_json(body)
+    except (ConfigurationError, InvalidJSON):
+        return body
+    if not isinstance(payload, dict):
+        return body
+    try:
+        kept = backend.storable_body(payload)
+        if kept == payload:
+            return body
+        return json.dumps(kept, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    except (ValueError, TypeError):  # fail closed: keeping it unredacted is what must not happen
+        logger.warning("an inbound body for %r could not be redacted; it is not kept", provider[:64])
+        return b""
+
+
 def kept_webhook_body(backend: Any, payload: Mapping[str, Any], raw: bytes) -> KeptBody | None:
     """What an *authenticated* webhook keeps of its body ``raw`` (parsed: ``payload``): the raw text
     when the provider keeps all of it (``BaseProvider.storable_body``), else the JSON of what it
-    keeps, marked redacted. None — keep the recorded prefix — when that cannot be computed."""
+    keeps, marked redacted. None — keep the recorded prefix, redacted already (``redacted_body``) —
+    when that cannot be computed."""
     limit = conf.guarded("MAX_EVENT_BODY_BYTES")
     try:
         kept = backend.storable_body(payload)

@@ -293,7 +293,8 @@ def callback_view(request: HttpRequest, provider: str, secret: str) -> HttpRespo
     object; 413 above ``MAX_EVENT_BODY_BYTES``.
     """
     body, error = _inbound_body(request)
-    event, session = services.record_callback(request, provider=provider, secret=secret, body=body, error=error)
+    kept = services.redacted_body(provider, body)
+    event, session = services.record_callback(request, provider=provider, secret=secret, body=kept, error=error)
     if error:
         return _too_large(error)
     if session is None:
@@ -335,7 +336,11 @@ def webhook_view(request: HttpRequest, provider: str, secret: str | None = None)
         return JsonResponse({"error": "not found"}, status=404)
     body, error = _inbound_body(request)
     event = services.record_inbound(
-        request, kind=VerificationEvent.Kind.WEBHOOK, provider=provider, body=body, error=error
+        request,
+        kind=VerificationEvent.Kind.WEBHOOK,
+        provider=provider,
+        body=services.redacted_body(provider, body),
+        error=error,
     )
     if error:
         return _too_large(error)

@@ -283,8 +283,21 @@ class BaseProvider:
         it differs from ``payload`` (and mark the event ``data["body_redacted"]``), so the body
         follows the same rule as the stored result: a provider that strips identity data from
         results strips it here too, at any depth, without recursion (the JSON comes from outside).
-        The default keeps everything. Never modify ``payload``; return it, or a new dict."""
-        return dict(payload)
+        The default leaves out what the site never stores at all (``DISCARD_RESULT_KEYS``) from the
+        body's result (``result_field``) and keeps the rest. Never modify ``payload``; return a new
+        dict. Applied to every recorded inbound body, authenticated or not (a callback carries the
+        provider's whole answer), before anything is stored."""
+        kept = dict(payload)
+        discard = set(conf.guarded("DISCARD_RESULT_KEYS"))
+        result = kept.get(self.result_field)
+        if discard and isinstance(result, Mapping) and discard & set(result):
+            kept[self.result_field] = {key: value for key, value in result.items() if key not in discard}
+        return kept
+
+    @property
+    def result_field(self) -> str:
+        """The key of the result in the provider's status answers and webhook bodies."""
+        return "result"
 
     def webhook_verifier(self) -> WebhookVerifier:
         """This alias's webhook authentication (its own secrets: several accounts stay apart)."""
@@ -382,7 +395,10 @@ class BaseProvider:
     def parse_timestamp(self, value: Any, operation: str, what: str) -> datetime | None:
         if value in (None, ""):
             return None
-        parsed = parse_datetime(value) if isinstance(value, str) else None
+        try:  # parse_datetime raises ValueError for well-formed but impossible times ("02-30")
+            parsed = parse_datetime(value) if isinstance(value, str) else None
+        except ValueError:
+            parsed = None
         if parsed is None or parsed.tzinfo is None:
             raise self.malformed(operation, f"{what} is not an ISO-8601 time with a zone")
         return parsed

@@ -19,6 +19,7 @@ Wire contract (see PROVIDERS.md):
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from datetime import timezone as dt_timezone
@@ -34,6 +35,7 @@ from ..webhooks import WebhookVerifier
 from .base import BaseProvider, CreatedSession, CreateRequest, StatusReport, WebhookReport, storable
 
 Status = VerificationSession.Status
+logger = logging.getLogger("verification_link.providers")
 
 #: Result fields never stored unless STORE_SENSITIVE: identity numbers and images.
 SENSITIVE_FIELDS = frozenset(
@@ -174,7 +176,7 @@ class ValifyProvider(BaseProvider):
         if status is not None:
             result = payload.get(self.setting("WEBHOOK_RESULT_FIELD") or "result")
             result = dict(result) if isinstance(result, Mapping) else {}
-            if not self.setting("STORE_SENSITIVE", False):
+            if not self.store_sensitive:
                 result = without_keys(result, self.sensitive_fields)
             if isinstance(payload.get("reason"), str):
                 result.setdefault("reason", payload["reason"])
@@ -188,8 +190,31 @@ class ValifyProvider(BaseProvider):
 
     @property
     def sensitive_fields(self) -> frozenset[str]:
-        """Identity numbers and images: ``SENSITIVE_FIELDS`` plus the alias's own ``SENSITIVE_FIELDS``."""
-        return SENSITIVE_FIELDS | frozenset(self.setting("SENSITIVE_FIELDS") or ())
+        """Identity numbers and images: ``SENSITIVE_FIELDS`` plus the alias's own ``SENSITIVE_FIELDS``
+        (a list of names; a lone string is the one name it spells, never its letters)."""
+        extra = self.setting("SENSITIVE_FIELDS") or ()
+        if isinstance(extra, str):
+            extra = (extra,)
+        if not (isinstance(extra, (list, tuple, set, frozenset)) and all(isinstance(name, str) for name in extra)):
+            logger.error("%s must be a list of field names", conf.key_path("PROVIDERS", self.alias, "SENSITIVE_FIELDS"))
+            extra = ()
+        return SENSITIVE_FIELDS | frozenset(extra)
+
+    @property
+    def store_sensitive(self) -> bool:
+        """Whether identity numbers and images are kept: only for ``STORE_SENSITIVE`` exactly ``True``
+        (an environment string such as ``"False"`` is truthy, and must not keep them)."""
+        value = self.setting("STORE_SENSITIVE", False)
+        if not (value is True or value is False or value is None):  # 1 == True: compare identities
+            logger.error(
+                "%s must be True or False; identity data is not stored until it is fixed",
+                conf.key_path("PROVIDERS", self.alias, "STORE_SENSITIVE"),
+            )
+        return value is True
+
+    @property
+    def result_field(self) -> str:
+        return self.setting("WEBHOOK_RESULT_FIELD") or "result"
 
     def sensitive_parts_removed(self, result: Mapping[str, Any]) -> dict[str, Any]:
         """Also identity numbers and images, at any depth (kept only with ``STORE_SENSITIVE``)."""
@@ -200,14 +225,9 @@ class ValifyProvider(BaseProvider):
         depth unless ``STORE_SENSITIVE``, and without the result parts of ``DISCARD_RESULT_KEYS``
         (which are never stored at all)."""
         kept: dict[str, Any] = dict(payload)
-        if not self.setting("STORE_SENSITIVE", False):
+        if not self.store_sensitive:
             kept = without_keys(kept, self.sensitive_fields)
-        result_field = self.setting("WEBHOOK_RESULT_FIELD") or "result"
-        discard = set(conf.guarded("DISCARD_RESULT_KEYS"))
-        result = kept.get(result_field)
-        if discard and isinstance(result, Mapping) and discard & set(result):
-            kept[result_field] = {key: value for key, value in result.items() if key not in discard}
-        return kept
+        return super().storable_body(kept)
 
     def scope_outcomes(self, scopes: Iterable[str], result: Mapping[str, Any]) -> dict[str, bool | None]:
         """Valify sessions have no scopes: the checks are the parts of the result the flow produced

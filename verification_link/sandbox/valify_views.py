@@ -48,6 +48,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
+from ..dblock import take_write_lock
 from ..jsonbody import parse_json
 from . import valify_outcomes as outcomes
 from .callbacks import schedule_valify_webhook
@@ -272,6 +273,7 @@ class ValifyFlowView(HostedPageView):
 
     def post(self, request: HttpRequest) -> HttpResponse:
         with transaction.atomic():
+            take_write_lock(SandboxValifySession)  # SQLite: the lock first, or a racing write fails
             # The row lock makes concurrent submits of one page yield one transition.
             session = _session_for(request, lock=True)
             if session is None or not session.is_open():

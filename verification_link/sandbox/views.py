@@ -41,6 +41,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
+from ..dblock import take_write_lock
 from ..jsonbody import parse_json
 from . import outcomes
 from .callbacks import schedule_callback
@@ -235,6 +236,7 @@ class OotoFlowView(HostedPageView):
 
     def post(self, request: HttpRequest, token: str) -> HttpResponse:
         with transaction.atomic():
+            take_write_lock(SandboxSession)  # SQLite: the lock first, or a racing write fails
             # The row lock makes concurrent submits of one page yield one transition.
             session = SandboxSession.objects.select_for_update().filter(token=token).first()
             if session is None or not session.is_open():

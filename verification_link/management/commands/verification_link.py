@@ -1,6 +1,7 @@
 """``manage.py verification_link poll|expire|purge|refresh <session id>`` — the sweeps without Celery.
 
-Provider calls run on a bounded thread pool (``--concurrency``, default ``POLL_CONCURRENCY``).
+Provider calls run on a bounded thread pool (``--concurrency``, default ``POLL_CONCURRENCY``); on
+SQLite, which takes one writer at a time, the threads write to the database one at a time.
 
 Made for cron: one summary line on stdout; exit status 0 when every session went through, 1 when
 any failed (the summary then goes to stderr), 2 for usage errors. A session fails when its provider
