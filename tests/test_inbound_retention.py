@@ -318,6 +318,20 @@ def test_a_coalesced_done_is_confirmed_by_the_next_poll(client, fake_ooto, open_
     assert len(signal_log.of("verification_finished")) == 1
 
 
+def test_a_callbacks_answer_restarts_the_back_off(client, fake_ooto, user):
+    """A callback coalesced while another's provider call is in flight waits for the next poll; the
+    in-flight answer must not push that poll minutes away with the back-off of a quiet session."""
+    session = services.start_verification(user=user, scopes=["liveness", "deepfake"])
+    fake_ooto.advance(session, "IN_PROGRESS", next_step="LIVENESS")
+    services.refresh_session(session)
+    VerificationSession.objects.filter(pk=session.pk).update(poll_attempts=6, last_polled_at=None)  # quiet
+    fake_ooto.advance(session, "IN_PROGRESS", next_step="DEEPFAKE")  # the user moves on
+    assert post(client, callback_url(session), b"{}").status_code == 202
+    session.refresh_from_db()
+    assert session.next_step == "DEEPFAKE"
+    assert session.next_poll_at - session.last_polled_at <= timedelta(seconds=10)  # POLL_INTERVAL
+
+
 def test_a_sweep_poll_counts_as_asking(client, fake_ooto, open_session):
     services.refresh_session(open_session)
     assert post(client, callback_url(open_session), b"{}").status_code == 202

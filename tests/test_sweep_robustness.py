@@ -203,7 +203,10 @@ def all_due():
 
 def failure_logs(caplog, session):
     return [
-        r for r in caplog.records if r.levelno >= logging.ERROR and str(session.pk) in r.getMessage() and r.exc_info
+        r
+        for r in caplog.records
+        # logged with where it was raised (the traceback's frames), not the exception's text
+        if r.levelno >= logging.ERROR and str(session.pk) in r.getMessage() and 'File "' in r.getMessage()
     ]
 
 
@@ -406,3 +409,28 @@ def test_a_dispatch_that_fails_for_one_session_fails_that_session_only(fake_ooto
     assert sorted(dispatched) == sorted(s.pk for s in sessions if s.pk != bad.pk)
     assert recorded_failure(bad, "poll").data["error_type"] == "ConnectionError"
     assert len(failure_logs(caplog, bad)) == 1
+
+
+def test_the_retention_sweep_goes_on_past_a_session_whose_purge_fails(
+    fake_ooto, user, vl_settings, buggy_receiver, caplog
+):
+    # Pages of one session: the failing first one stays due, and must not be fetched again forever.
+    vl_settings(RETENTION_DAYS=1, PURGE_BATCH_SIZE=1)
+    sessions = start_many(fake_ooto, user, 4)
+    for session in sessions:
+        fake_ooto.complete(session)
+        services.refresh_session(session)
+    old = timezone.now() - timedelta(days=3)
+    VerificationSession.objects.update(finished_at=old)
+    bad = sessions[0]
+    buggy_receiver.add(bad.pk)
+
+    assert services.purge_expired_data() == 3
+
+    purged = set(VerificationSession.objects.filter(purged_at__isnull=False).values_list("pk", flat=True))
+    assert purged == {s.pk for s in sessions[1:]}
+    failure = VerificationEvent.objects.get(session=bad, kind=Kind.POLL_FAILED)
+    assert failure.data == {"error_type": "RuntimeError", "sweep": "system"}
+    assert len(failure_logs(caplog, bad)) == 1
+    buggy_receiver.discard(bad.pk)
+    assert services.purge_expired_data() == 1  # fixed: the next run purges it

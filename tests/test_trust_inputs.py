@@ -219,3 +219,15 @@ def test_urllib3_request_lines_to_a_provider_hide_the_token(settings, user, capl
 
 def test_the_provider_of_a_repr_never_shows_its_credentials():
     assert "test-app-key-SECRET" not in repr(get_provider("ooto"))
+
+
+def test_failure_text_keeps_the_type_and_the_frames_not_the_message():
+    from verification_link.logsafe import failure_text
+
+    secret = "-".join(["TOKEN", "VALUE"])  # built at run time: not in any source line
+    try:
+        raise ValueError(f"duplicate key (token)=({secret})")
+    except ValueError as exc:
+        text = failure_text(exc)
+    assert text.startswith("ValueError\n") and "test_trust_inputs.py" in text
+    assert secret not in text

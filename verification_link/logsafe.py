@@ -68,11 +68,7 @@ def inbound_endpoint(*secret_kwargs: str) -> Callable[[Callable[..., HttpRespons
                     # The type and where it happened, not the message: a database error's text can
                     # quote the row it refused (a token, a result), and that must not reach the log.
                     logger.error(
-                        "inbound %s %s failed: %s\n%s",
-                        request.method,
-                        redacted_path(request, secrets),
-                        type(exc).__name__,
-                        "".join(traceback.format_tb(exc.__traceback__)),
+                        "inbound %s %s failed: %s", request.method, redacted_path(request, secrets), failure_text(exc)
                     )
                     got_request_exception.send(sender=None, request=request)
                     response = JsonResponse({"error": "server error"}, status=500)
@@ -86,6 +82,12 @@ def inbound_endpoint(*secret_kwargs: str) -> Callable[[Callable[..., HttpRespons
         return endpoint
 
     return decorate
+
+
+def failure_text(exc: BaseException) -> str:
+    """``exc`` for a log line: its type and where it was raised (the traceback's frames), never its
+    message — a database error's text can quote the row it refused (a token, a result)."""
+    return f"{type(exc).__name__}\n" + "".join(traceback.format_tb(exc.__traceback__))
 
 
 class ProviderURLFilter(logging.Filter):
@@ -121,4 +123,4 @@ def install_log_filters() -> None:
         urllib3_logger.addFilter(ProviderURLFilter())
 
 
-__all__ = ["inbound_endpoint", "install_log_filters", "redacted_path"]
+__all__ = ["failure_text", "inbound_endpoint", "install_log_filters", "redacted_path"]

@@ -38,6 +38,7 @@ from django.utils.module_loading import import_string
 from . import conf, dblock, signals
 from .exceptions import ConfigurationError, InvalidRequest, InvalidTransition, ProviderError
 from .jsonbody import InvalidJSON, parse_json, storable
+from .logsafe import failure_text
 from .models import VerificationEvent, VerificationSession
 from .providers import CreateRequest, StatusReport, get_provider, load_backend
 from .results import redact
@@ -589,7 +590,10 @@ def _record_unchanged(
         or {"poll_attempts", "expires_at", "next_step", "scopes"} & session.get_deferred_fields()
     ):
         return False
-    attempts = session.poll_attempts + 1
+    # A callback says the provider is moving (the user is in the flow): the back-off starts over, so
+    # a completion announced by a callback that was coalesced meanwhile is polled for in
+    # POLL_INTERVAL, not after a back-off of minutes.
+    attempts = 0 if confirms is not None else session.poll_attempts + 1
     changes: dict[str, Any] = {
         "poll_attempts": attempts,
         "next_poll_at": now + timedelta(seconds=poll_interval(attempts)),
@@ -1358,11 +1362,8 @@ def _record_failure(session: SessionRef, exc: Exception, *, source: str) -> None
     which for a database error can quote the row. When even that fails (the database is what
     failed), the log is all there is."""
     pk = _pk(session)
-    logger.exception(
-        "verification session %s: the %s sweep failed on it (%s); the sweep goes on",
-        pk,
-        source,
-        type(exc).__name__,
+    logger.error(
+        "verification session %s: the %s sweep failed on it; the sweep goes on: %s", pk, source, failure_text(exc)
     )
     try:
         with transaction.atomic():
@@ -1381,8 +1382,13 @@ def _record_failure(session: SessionRef, exc: Exception, *, source: str) -> None
                 error=f"{type(exc).__name__} in the {source} sweep",
                 data={"error_type": type(exc).__name__, "sweep": source},
             )
-    except Exception:
-        logger.exception("verification session %s: its failure in the %s sweep could not be recorded", pk, source)
+    except Exception as again:
+        logger.error(
+            "verification session %s: its failure in the %s sweep could not be recorded: %s",
+            pk,
+            source,
+            failure_text(again),
+        )
 
 
 def _tally(result: SweepResult, outcomes: Iterable[Any]) -> SweepResult:
@@ -1639,16 +1645,26 @@ def purge_expired_data(*, now: datetime | None = None) -> int:
 
 
 def _purge_sessions(*, cutoff: datetime, now: datetime, batch: int) -> int:
+    """Purge the due sessions page by page, keyset-paginated on ``(finished_at, pk)`` — a session
+    whose purge fails stays due, and must not be fetched again in the same run. One session's
+    failure is logged and recorded on it (``_record_failure``); the others are purged all the same."""
     due = VerificationSession.objects.filter(finished_at__lt=cutoff, purged_at__isnull=True)
     due = due.order_by("finished_at", "pk")
     purged = 0
+    after: tuple[datetime, Any] | None = None
     while True:
-        # A bounded page each time: every session in it leaves ``due`` (purged here, by a concurrent
-        # run, or deleted), so the next page is new and the loop ends.
-        pks = list(due.values_list("pk", flat=True)[:batch])
-        purged += sum(_purge_session(pk, now=now) for pk in pks)
-        if len(pks) < batch:
+        page = due
+        if after is not None:
+            page = page.filter(Q(finished_at__gt=after[0]) | Q(finished_at=after[0], pk__gt=after[1]))
+        rows = list(page.values_list("finished_at", "pk")[:batch])
+        for _finished_at, pk in rows:
+            try:
+                purged += _purge_session(pk, now=now)
+            except Exception as exc:  # one bad session never stops a sweep
+                _record_failure(pk, exc, source=VerificationEvent.Source.SYSTEM)  # the retention sweep
+        if len(rows) < batch:
             return purged
+        after = rows[-1]
 
 
 def _purge_session(pk: Any, *, now: datetime) -> bool:
