@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import queue
 import threading
 import uuid
@@ -23,9 +24,11 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from functools import partial
 from typing import Any
 
+from django.core.cache import cache
 from django.db import connection, connections, transaction
 from django.db.models import Q
 from django.dispatch import Signal
@@ -957,9 +960,9 @@ def confirm_callback(event: VerificationEvent | int) -> VerificationSession | No
     Coalescing: when we asked the provider about the session less than ``CALLBACK_COALESCE_SECONDS``
     ago (a callback, a poll, a return), the callback makes no call of its own. It is judged valid
     and processed with ``data["coalesced"]``, and the session's next poll is pulled forward to the
-    end of that window, so a completion the callback announces is confirmed by the poll sweep
-    moments later instead of by another call now. The ask is claimed by a conditional ``UPDATE`` of
-    ``last_polled_at``, so of callbacks arriving together exactly one asks.
+    end of that window, so a completion the callback announces is confirmed by the next poll
+    sweep instead of by another call now. The ask is claimed atomically in the site's cache
+    (``_claim_provider_call``), so of callbacks arriving together one asks.
     """
     if not isinstance(event, VerificationEvent):
         event = VerificationEvent.objects.select_related("session").get(pk=event)
@@ -987,8 +990,15 @@ def confirm_callback(event: VerificationEvent | int) -> VerificationSession | No
 def _claim_provider_call(session: VerificationSession) -> datetime | None:
     """Claim the provider call a callback would make: None when it is ours to make, else when we
     last asked about the session — within ``CALLBACK_COALESCE_SECONDS``, so the callback shares
-    that answer. ``last_polled_at`` as loaded decides without a query; otherwise one conditional
-    UPDATE stamps it, and only one of several concurrent callbacks matches."""
+    that answer.
+
+    A poll or return that asked within the window shows in ``last_polled_at`` as loaded (no
+    query). Callbacks claim in the site's cache with an atomic ``add`` that lives for the window:
+    of callbacks arriving together exactly one asks, and nothing is written to the session row — a
+    row with a dozen indexes whose rewrite was most of what a callback cost. The claim is as wide
+    as the cache: Redis or memcached are shared by every process; Django's default local-memory
+    cache is per process (at most one call per window per process); a dummy cache claims nothing
+    (every callback asks). A cache that fails is a callback that asks, never an error."""
     window = _coalesce_window()
     if window <= 0 or not get_provider(session.provider).pollable:
         return None  # coalescing off; or nothing to ask (confirm_callback judges it)
@@ -997,15 +1007,17 @@ def _claim_provider_call(session: VerificationSession) -> datetime | None:
     loaded = "last_polled_at" not in session.get_deferred_fields()
     if loaded and session.last_polled_at is not None and session.last_polled_at > since:
         return session.last_polled_at
-    claimed = (
-        VerificationSession.objects.filter(pk=session.pk, status__in=VerificationSession.OPEN_STATUSES)
-        .filter(Q(last_polled_at__isnull=True) | Q(last_polled_at__lte=since))
-        .update(last_polled_at=now)
-    )
-    if not claimed:
-        return now  # another request claimed it a moment ago (or the session just finished)
-    session.last_polled_at = now
-    return None
+    key = f"verification_link:callback-asks:{session.pk}"
+    try:
+        if cache.add(key, now.timestamp(), timeout=max(1, math.ceil(window))):
+            return None
+        asked = cache.get(key)
+    except Exception:  # the cache is an optimisation: without it, the callback asks
+        logger.warning("callback coalescing: the cache did not answer; the callback asks the provider")
+        return None
+    if not isinstance(asked, (int, float)):
+        return None  # the claim lapsed in between: ours to make
+    return datetime.fromtimestamp(asked, tz=dt_timezone.utc)
 
 
 def _coalesce_window() -> int:
