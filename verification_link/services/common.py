@@ -1,0 +1,240 @@
+"""What every service shares: the row lock, signals on commit, the poll schedule, the one forward
+move of a locked session (``_move``), and the verdict on a recorded inbound request."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.dispatch import Signal
+from django.http import HttpRequest
+from django.utils.module_loading import import_string
+
+from .. import conf, dblock, signals
+from ..exceptions import ConfigurationError
+from ..models import VerificationEvent, VerificationSession
+from ..providers import StatusReport, get_provider
+
+logger = logging.getLogger("verification_link")
+
+Status = VerificationSession.Status
+Decision = VerificationSession.Decision
+Kind = VerificationEvent.Kind
+
+SessionRef = VerificationSession | uuid.UUID | str
+
+
+def _pk(session: SessionRef) -> Any:
+    return session.pk if isinstance(session, VerificationSession) else session
+
+
+def _lock(session: SessionRef) -> VerificationSession:
+    """The session row, locked until the surrounding transaction ends.
+
+    ``FOR NO KEY UPDATE`` where the database has it (PostgreSQL): it serialises every writer of the
+    session like ``FOR UPDATE`` does, but not the ``FOR KEY SHARE`` lock that inserting an event
+    (a foreign key to the session) takes. With plain ``FOR UPDATE``, a callback being recorded while
+    a poll applies an answer can deadlock on the row's update chain.
+    """
+    take_write_lock()
+    no_key = connection.features.has_select_for_no_key_update
+    return VerificationSession.objects.select_for_update(no_key=no_key).get(pk=_pk(session))
+
+
+def take_write_lock() -> None:
+    """``dblock.take_write_lock`` on the sessions' table: call it first in every transaction of
+    ours that reads, then writes (SQLite's deferred transactions; see ``verification_link.dblock``)."""
+    dblock.take_write_lock(VerificationSession)
+
+
+def _send_on_commit(signal: Signal, session: VerificationSession, **kwargs: Any) -> None:
+    def send() -> None:
+        # One receiver's bug must neither hide the others nor turn a committed change into an error
+        # for the provider or the user; it is logged with its traceback instead.
+        for receiver, response in signal.send_robust(sender=VerificationSession, session=session, **kwargs):
+            if isinstance(response, Exception):
+                logger.error("signal receiver %r failed for session %s", receiver, session.pk, exc_info=response)
+
+    transaction.on_commit(send)
+
+
+def poll_interval(attempts: int) -> int:
+    """Seconds before the next poll after ``attempts`` answers without a status change."""
+    base = int(conf.get("POLL_INTERVAL"))
+    cap = int(conf.get("POLL_MAX_INTERVAL"))
+    return min(base * (2 ** min(attempts, 32)), cap)
+
+
+def _schedule_next_poll(session: VerificationSession, now: datetime, *, moved: bool) -> None:
+    if session.is_final or not get_provider(session.provider).pollable:
+        session.next_poll_at = None
+        return
+    session.poll_attempts = 0 if moved else session.poll_attempts + 1
+    session.next_poll_at = now + timedelta(seconds=poll_interval(session.poll_attempts))
+
+
+def _stored_result(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of a provider result the site chose to store at all."""
+    discard = set(conf.guarded("DISCARD_RESULT_KEYS"))
+    return {key: value for key, value in result.items() if key not in discard}
+
+
+def _absolute_url(path: str, request: HttpRequest | None) -> str:
+    base = conf.get("PUBLIC_BASE_URL")
+    if base:
+        return str(base).rstrip("/") + path
+    if request is not None:
+        return request.build_absolute_uri(path)
+    raise ConfigurationError(
+        f"Set {conf.key_path('PUBLIC_BASE_URL')} (or pass request=) so the provider can be given "
+        "absolute callback and return URLs."
+    )
+
+
+def _decide(session: VerificationSession) -> str:
+    policy = import_string(conf.get("DECISION_POLICY"))
+    decision = policy(session) or Decision.UNDECIDED
+    if decision not in Decision.values:
+        raise ConfigurationError(
+            f"{conf.key_path('DECISION_POLICY')} returned {decision!r}, not a VerificationSession.Decision value."
+        )
+    return decision
+
+
+def _move(
+    session: VerificationSession,
+    new_status: str,
+    *,
+    source: str,
+    now: datetime,
+    report: StatusReport | None = None,
+    actor: Any = None,
+    kind: str = Kind.STATUS_CHANGED,
+) -> list[VerificationEvent]:
+    """Make one forward move on a *locked* session, in memory, and queue its signals.
+
+    Returns the move's events, unsaved: the caller persists the session and the events in the same
+    transaction (one by one, or in bulk for a sweep), so the signals fire only if both are durable.
+    """
+    old_status = session.status
+    session.status = new_status
+    if report is not None:
+        session.next_step = report.next_step
+        if report.expires_at is not None:
+            session.expires_at = report.expires_at
+        if report.result:
+            session.result = _stored_result(report.result)
+    final = session.is_final
+    if final:
+        session.finished_at = now
+        session.next_step = ""
+        session.url = ""  # the one-time link is a bearer secret with no further use
+    _schedule_next_poll(session, now, moved=True)
+    session.updated_at = now
+    decision = Decision.UNDECIDED
+    if final and not session.decision:
+        decision = _decide(session)
+        if decision:
+            session.decision = decision
+            session.reviewed_at = now
+    events = [
+        VerificationEvent(
+            session=session,
+            provider=session.provider,
+            kind=kind,
+            source=source,
+            old_status=old_status,
+            new_status=new_status,
+            applied=True,
+            processed=True,
+            actor=actor,
+        )
+    ]
+    logger.info("verification session %s: %s -> %s (%s)", session.pk, old_status, new_status, source)
+    _send_on_commit(
+        signals.verification_status_changed, session, old_status=old_status, new_status=new_status, source=source
+    )
+    if final:
+        _send_on_commit(signals.verification_finished, session, status=new_status, source=source)
+    if decision:
+        events.append(
+            VerificationEvent(
+                session=session,
+                provider=session.provider,
+                kind=Kind.REVIEWED,
+                source=source,
+                applied=True,
+                processed=True,
+                data={"decision": decision, "by": "policy"},
+            )
+        )
+        _send_on_commit(signals.verification_reviewed, session, decision=decision, reviewer=None)
+    return events
+
+
+def _transition(session: VerificationSession, new_status: str, **kwargs: Any) -> None:
+    """Apply one forward move to a *locked* session, record it, and queue its signals."""
+    events = _move(session, new_status, **kwargs)
+    session.save()
+    VerificationEvent.objects.bulk_create(events)
+
+
+def _insert_parts(instance: Any, *, skip: tuple[str, ...] = ()) -> tuple[str, str, list[Any]]:
+    """What a raw ``INSERT`` of ``instance`` needs (the PostgreSQL one-statement paths): the quoted
+    table, the quoted column list, and the values prepared as the ORM would (defaults, ``auto_now``,
+    JSON adaptation). Database-generated keys and the fields named in ``skip`` are left out.
+    Identifiers come from the model's own metadata; every value is a query parameter."""
+    quote = connection.ops.quote_name
+    fields = [
+        field
+        for field in instance._meta.concrete_fields
+        if not getattr(field, "db_returning", False) and field.name not in skip
+    ]
+    values = [field.get_db_prep_save(field.pre_save(instance, add=True), connection) for field in fields]
+    return quote(instance._meta.db_table), ", ".join(quote(field.column) for field in fields), values
+
+
+def _params(values: list[Any]) -> str:
+    return ", ".join("%s" for _ in values)
+
+
+@dataclass(frozen=True)
+class KeptBody:
+    """What an authenticated request keeps of its body: the text, whether it is a prefix of what
+    arrived (``body_truncated``), and whether the provider's sensitive fields were taken out of it
+    (then ``text`` is the JSON re-serialisation of the rest, and the event's ``data`` says
+    ``"body_redacted": true``)."""
+
+    text: str = dataclass_field(repr=False)  # the body itself: not for a traceback
+    truncated: bool = False
+    redacted: bool = False
+
+
+def judge_inbound(
+    event: VerificationEvent,
+    *,
+    valid: bool,
+    processed: bool = False,
+    error: str = "",
+    body: KeptBody | None = None,
+) -> None:
+    """Record the verdict on a recorded inbound request; ``body``: what it keeps of its body now that
+    it is authenticated, written in the same statement as the verdict."""
+    changes: dict[str, Any] = {"valid": valid, "processed": processed, "error": error}
+    if body is not None:
+        changes.update(body=body.text, body_truncated=body.truncated)
+        if body.redacted:
+            changes["data"] = {**(event.data or {}), "body_redacted": True}
+    VerificationEvent.objects.filter(pk=event.pk).update(**changes)
+    for field, value in changes.items():
+        setattr(event, field, value)
+
+
+def _is_user(value: Any) -> bool:
+    return value is not None and getattr(value, "pk", None) is not None and getattr(value, "is_authenticated", False)

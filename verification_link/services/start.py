@@ -1,0 +1,145 @@
+"""Starting a verification: the provider's one-time link, and the session and its first event stored together."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+
+from .. import conf, signals
+from ..exceptions import InvalidRequest, ProviderError
+from ..jsonbody import InvalidJSON, storable
+from ..models import VerificationEvent, VerificationSession
+from ..providers import CreateRequest, get_provider
+from .common import Kind, _absolute_url, _insert_parts, _params, _send_on_commit, logger, poll_interval
+
+
+def start_verification(
+    *,
+    user: Any = None,
+    provider: str | None = None,
+    scopes: Iterable[str] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    next_url: str | None = None,
+    ttl: int | None = None,
+    request: HttpRequest | None = None,
+) -> VerificationSession:
+    """Ask the provider for a new one-time link and store the session.
+
+    Raises ``InvalidRequest`` for bad arguments (nothing sent, nothing stored), a ``ProviderError``
+    subclass when the provider fails (nothing stored but a ``create_failed`` event), and
+    ``ConfigurationError`` for a settings problem.
+    """
+    alias = provider or conf.default_provider()
+    backend = get_provider(alias)
+    scopes = backend.validate_scopes(scopes)
+    ttl = backend.validate_ttl(ttl)
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, Mapping):
+        raise InvalidRequest("metadata must be a JSON object")
+    if next_url is not None and not isinstance(next_url, str):
+        raise InvalidRequest("next_url must be a string")
+    if user is not None and getattr(user, "pk", None) is None:
+        user = None  # AnonymousUser, or an unsaved user: the session belongs to nobody
+    try:
+        metadata = storable(dict(metadata))
+    except InvalidJSON as exc:
+        raise InvalidRequest(f"metadata cannot be stored: {exc}") from None
+
+    session = VerificationSession(
+        user=user,
+        provider=alias,
+        scopes=scopes,
+        metadata=metadata,
+        next_url=next_url or "",
+        reference=uuid.uuid4().hex if backend.uses_reference else "",
+    )
+    create = CreateRequest(
+        session_id=session.pk,
+        scopes=scopes,
+        # The provider echoes metadata back: the session id there ties its records to ours.
+        metadata={**session.metadata, "verification_session_id": str(session.pk)},
+        callback_url=_absolute_url(
+            reverse("verification_link:callback", args=[alias, session.callback_secret]), request
+        ),
+        return_url=_absolute_url(reverse("verification_link:return", args=[session.pk]), request),
+        ttl=ttl,
+        reference=session.reference,
+    )
+    try:
+        created = backend.create_session(create)
+    except ProviderError as exc:
+        VerificationEvent.objects.create(
+            session=None,
+            provider=alias,
+            kind=Kind.CREATE_FAILED,
+            source=VerificationEvent.Source.SYSTEM,
+            valid=False,
+            error=str(exc),
+            actor=user,
+            data={
+                "session_id": str(session.pk),
+                "error_type": type(exc).__name__,
+                "status_code": exc.status_code,
+                "code": exc.code,
+                "retryable": exc.retryable,
+            },
+        )
+        logger.warning("verification session could not be created at %s: %s", alias, exc)
+        raise
+
+    now = timezone.now()
+    session.external_id = created.external_id
+    session.token = created.token
+    session.url = created.url
+    # The provider's Get Status answer is authoritative; until then, what we asked for.
+    session.expires_at = created.expires_at or now + timedelta(seconds=ttl)
+    session.created_at = now
+    if backend.pollable:
+        session.next_poll_at = now + timedelta(seconds=poll_interval(0))
+    created_event = VerificationEvent(
+        session=session,
+        provider=alias,
+        kind=Kind.CREATED,
+        source=VerificationEvent.Source.SYSTEM,
+        new_status=session.status,
+        applied=True,
+        processed=True,
+        actor=user,
+        data={"scopes": scopes, "ttl": ttl, "external_id": session.external_id},
+    )
+    _insert_together(session, created_event)
+    _send_on_commit(signals.verification_created, session)
+    logger.info("verification session %s created at %s", session.pk, alias)
+    return session
+
+
+def _insert_together(session: VerificationSession, event: VerificationEvent) -> None:
+    """A new session and its first event, atomically: one statement on PostgreSQL (a round trip and
+    a transaction's BEGIN/COMMIT are most of what a write costs next to the provider call:
+    ``benchmarks/run.py``), a transaction elsewhere."""
+    if connection.vendor != "postgresql":
+        with transaction.atomic():
+            session.save(force_insert=True)
+            event.save(force_insert=True)
+        return
+    session_table, session_columns, session_values = _insert_parts(session)
+    event_table, event_columns, event_values = _insert_parts(event)
+    sql = (
+        f"WITH inserted AS (INSERT INTO {session_table} ({session_columns}) VALUES ({_params(session_values)})) "  # noqa: S608
+        f"INSERT INTO {event_table} ({event_columns}) VALUES ({_params(event_values)}) "
+        f"RETURNING {connection.ops.quote_name(event._meta.pk.column)}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*session_values, *event_values])
+        event.pk = cursor.fetchone()[0]
+    for instance in (session, event):
+        instance._state.adding = False
+        instance._state.db = connection.alias
