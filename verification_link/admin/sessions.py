@@ -1,0 +1,179 @@
+"""The admin of verification sessions: the list and the read-only detail, put together from the
+listing, display and action mixins."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+
+from ..framing import forbid_framing
+from ..models import VerificationSession
+from ..results import can_view_sensitive
+from .actions import ACTIONS, SessionActions, decision_refusal
+from .display import SETTLED_DECISIONS, SessionDisplay, status_badge
+from .listing import CappedCountPaginator, ProviderFilter, RefusesNulParameters, SessionListing
+
+
+@admin.register(VerificationSession)
+class VerificationSessionAdmin(RefusesNulParameters, SessionListing, SessionDisplay, SessionActions, admin.ModelAdmin):
+    list_display = (
+        "short_id",
+        "user",
+        "provider",
+        "status_column",
+        "next_step",
+        "decision",
+        "created_at",
+        "expires_or_finished",
+    )
+    list_display_links = ("short_id",)
+    list_filter = ("status", "decision", ProviderFilter, ("created_at", admin.DateFieldListFilter))
+    search_fields = ("user__username", "user__email", "=token", "=external_id", "=reference")
+    search_help_text = _("Username or e-mail (contains), or an exact token, external id or reference.")
+    list_select_related = ("user",)
+    date_hierarchy = "created_at"  # the filtering; the drill-down itself is rendered by month_links()
+    show_full_result_count = False  # no second COUNT(*) of the whole table
+    paginator = CappedCountPaginator
+    list_per_page = 25  # a review queue: a page that renders fast, filters to narrow it
+    ordering = ("-created_at",)
+    actions = ["refresh_selected", "cancel_selected", "approve_selected", "reject_selected", "export_json"]
+    change_form_template = "admin/verification_link/verificationsession/change_form.html"
+    change_list_template = "admin/verification_link/verificationsession/change_list.html"
+    action_template = "admin/verification_link/verificationsession/action_confirmation.html"
+
+    # -- read-only, whoever asks ----------------------------------------------------------------------
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # sessions start at a provider, through start_verification()
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [name for fieldset in self.get_fieldsets(request, obj) for name in fieldset[1]["fields"]]
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list[tuple[Any, dict[str, Any]]]:
+        sensitive = can_view_sensitive(request.user)
+        fieldsets: list[tuple[Any, dict[str, Any]]] = [
+            (
+                None,
+                {
+                    "fields": [
+                        "id",
+                        "user",
+                        "provider",
+                        "status_column",
+                        "next_step",
+                        "scopes",
+                        "created_at",
+                        "expires_at",
+                        "finished_at",
+                    ]
+                },
+            ),
+            (_("Decision"), {"fields": ["decision", "reviewed_by", "reviewed_at", "review_note"]}),
+            (
+                _("Result"),
+                {
+                    "fields": [
+                        "result_checks",
+                        "result_quality",
+                        "raw_result_full" if sensitive else "raw_result_redacted",
+                    ]
+                },
+            ),
+        ]
+        if self._shows_handoff(request, obj):
+            fieldsets.append((_("Hand-off (one-time link: a secret)"), {"fields": ["handoff"]}))
+        fieldsets += [
+            (_("Provider"), {"fields": ["external_id", "reference", "metadata"], "classes": ["collapse"]}),
+            (
+                _("Polling"),
+                {"fields": ["next_poll_at", "poll_attempts", "last_polled_at", "purged_at"], "classes": ["collapse"]},
+            ),
+            (_("Event timeline"), {"fields": ["timeline_full" if sensitive else "timeline_redacted"]}),
+        ]
+        return fieldsets
+
+    @staticmethod
+    def _shows_handoff(request: HttpRequest, obj: VerificationSession | None) -> bool:
+        return obj is not None and not obj.is_final and bool(obj.url) and can_view_sensitive(request.user)
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        if request.method == "POST":
+            raise PermissionDenied  # nothing here is edited by hand; actions have their own views
+        obj = self.get_object(request, object_id) if object_id else None
+        extra_context = {
+            **(extra_context or {}),
+            "show_save": False,
+            "show_save_and_continue": False,
+            "show_save_and_add_another": False,
+            "vl_actions": self._actions_for(request, obj) if obj is not None else [],
+        }
+        response = super().changeform_view(request, object_id, form_url, extra_context)
+        if self._shows_handoff(request, obj):
+            forbid_framing(response)  # the page shows the one-time link and its QR code
+        return response
+
+    def _actions_for(self, request: HttpRequest, obj: VerificationSession) -> list[dict[str, Any]]:
+        """The detail page's buttons: only what can change something (no Approve on a session that
+        is not completed or already approved), and one replacing a verdict says so."""
+        if not self.has_change_permission(request, obj):
+            return []
+        if not obj.is_final:
+            available = [ACTIONS["refresh"], ACTIONS["cancel"]]
+        else:
+            available = [a for a in (ACTIONS["approve"], ACTIONS["reject"]) if not decision_refusal(obj, a.decision)]
+        buttons = []
+        for action in available:
+            title = str(action.title)
+            if action.decision and obj.decision in SETTLED_DECISIONS:
+                title = gettext("%(action)s (changes the decision: %(current)s)") % {
+                    "action": action.title,
+                    "current": obj.get_decision_display(),
+                }
+            buttons.append({"title": title, "url": reverse(f"admin:{self._url_prefix()}_{action.name}", args=[obj.pk])})
+        return buttons
+
+    def _url_prefix(self) -> str:
+        return f"{self.opts.app_label}_{self.opts.model_name}"
+
+    # -- list ----------------------------------------------------------------------------------------------
+
+    def action_checkbox(self, obj: VerificationSession) -> str:
+        """Django's row checkbox, written out instead of rendered through the form-widget templates:
+        that cost as much as the rest of the row (``benchmarks/admin.py``; same markup, same JS)."""
+        label = format_html(gettext("Select this object for an action - {}"), str(obj))
+        return format_html(
+            '<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
+            ACTION_CHECKBOX_NAME,
+            obj.pk,
+            label,
+        )
+
+    if hasattr(admin.ModelAdmin.action_checkbox, "short_description"):  # Django 4.2: the header's toggle
+        action_checkbox.short_description = admin.ModelAdmin.action_checkbox.short_description
+
+    @admin.display(description=_("id"), ordering="id")
+    def short_id(self, obj: VerificationSession) -> str:
+        return obj.short_id
+
+    @admin.display(description=_("status"), ordering="status")
+    def status_column(self, obj: VerificationSession) -> str:
+        return status_badge(obj.status, obj.get_status_display())
+
+    @admin.display(description=_("expires / finished"), ordering="expires_at")
+    def expires_or_finished(self, obj: VerificationSession) -> Any:
+        return obj.finished_at if obj.is_final else obj.expires_at
+
