@@ -27,9 +27,11 @@ def _serve(port_queue: multiprocessing.Queue, latency: float, default_status: st
     import django
 
     django.setup()
-    from verification_link.testing import OotoServer
+    from verification_link.testing import OotoServer, ooto_result
 
-    server = OotoServer(latency=latency, record=False, default_status=default_status)
+    # DONE answers carry a whole result (every check passed), as a finished session's do.
+    result = ooto_result(["liveness"]) if default_status == "DONE" else None
+    server = OotoServer(latency=latency, record=False, default_status=default_status, default_result=result)
     port_queue.put(server.httpd.server_address[1])
     server.httpd.serve_forever()
 
@@ -37,7 +39,7 @@ def _serve(port_queue: multiprocessing.Queue, latency: float, default_status: st
 @contextmanager
 def fake_provider(latency: float, default_status: str = "IN_PROGRESS") -> Iterator[str]:
     """A fake OOTO in a child process; yields its base URL. Get Status of any token answers
-    ``default_status`` after ``latency`` seconds."""
+    ``default_status`` after ``latency`` seconds (``DONE``: with a passing result)."""
     context = multiprocessing.get_context("spawn")
     ports: multiprocessing.Queue = context.Queue()
     process = context.Process(target=_serve, args=(ports, latency, default_status), daemon=True)

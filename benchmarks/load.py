@@ -50,8 +50,8 @@ The invariants checked (exit 1 if any fails):
   secrets), with the right verdict (``valid``/``processed``/``error``), the valid ones with the body sent;
 - each 202 confirmed by one provider pull, or coalesced into one: a valid callback within
   ``CALLBACK_COALESCE_SECONDS`` (default 5 s) of our last call about its session makes no call of its
-  own (its event's ``data`` says ``coalesced``). Provider Get Status calls = ``poll`` events (source
-  ``callback``) <= 202s, no ``poll_failed``; for sessions that stay open, pulls + coalesced = 202s,
+  own (its event's ``data`` says ``coalesced``). Provider Get Status calls = answers recorded for
+  callbacks (``data["answer"]`` on the callback's event) <= 202s, no ``poll_failed``; for sessions that stay open, pulls + coalesced = 202s,
   with at least one pull each (a session is never coalesced into a call that was not made);
 - every session's final status is its true provider state (forged bodies never applied; sessions
   that stay open are IN_PROGRESS), with ``finished_at`` and the hand-off link cleared when final;
@@ -60,7 +60,8 @@ The invariants checked (exit 1 if any fails):
   transaction — so those events are its durable count: exactly one per finished session, none for open
   ones (and exactly one ``status_changed`` per session, CREATED → truth, source ``callback``);
 - decisions (default policy): DONE passing → approved, DONE with a failed check → review, FAILED →
-  rejected, open → undecided; one ``reviewed`` event per decided session;
+  rejected, open → undecided; one decision recorded per decided session (``data["decision"]`` on its
+  ``status_changed`` event);
 - the demo app's ``verification_finished`` receiver marked exactly the users of approved sessions verified
   (``demo.Profile``);
 - the server log has no traceback, and no worker was restarted.
@@ -531,20 +532,20 @@ def check_all(
 
     # -- each 202 confirmed by one provider pull
     accepted = collections.Counter(r.session for r in sent if r.code == 202)
+    # A confirmation's answer is written on the callback it confirmed (``data["answer"]``); on an
+    # event of its own (a ``poll`` from source ``callback``) only when a run before it processed that one.
+    answered = Q(kind=Kind.CALLBACK, data__has_key="answer") | Q(kind=Kind.POLL, source="callback")
     polls = collections.Counter(
-        str(s)
-        for s in VerificationEvent.objects.filter(kind=Kind.POLL, source="callback").values_list(
-            "session_id", flat=True
-        )
+        str(s) for s in VerificationEvent.objects.filter(answered).values_list("session_id", flat=True)
     )
     poll_failed = VerificationEvent.objects.filter(kind=Kind.POLL_FAILED).count()
     other_polls = VerificationEvent.objects.filter(kind=Kind.POLL).exclude(source="callback").count()
     get_calls = provider("count", "GET", "/api/v1.0/flow/sessions/")
     total_polls = sum(polls.values())
     v.check(
-        "provider Get Status calls = poll events (source callback) <= 202s; no poll_failed, no other polls",
+        "provider Get Status calls = answers recorded for callbacks <= 202s; no poll_failed, no other polls",
         get_calls == total_polls <= sum(accepted.values()) and poll_failed == 0 and other_polls == 0,
-        f"{get_calls} calls, {total_polls} poll events, {sum(accepted.values())} answers 202, "
+        f"{get_calls} calls, {total_polls} answers, {sum(accepted.values())} answers 202, "
         f"{poll_failed} poll_failed, {other_polls} other polls",
     )
     # A 202 within CALLBACK_COALESCE_SECONDS of the session's last provider call shares that call.
@@ -609,7 +610,8 @@ def check_all(
         f"{t}: {sessions[t].decision!r} (want {d!r})" for t, d in want_decision.items() if sessions[t].decision != d
     ]
     reviewed = dict(
-        VerificationEvent.objects.filter(kind=Kind.REVIEWED)
+        # The policy's decision is written on the move's own event (``data["decision"]``).
+        VerificationEvent.objects.filter(Q(kind=Kind.REVIEWED) | Q(kind=Kind.STATUS_CHANGED, data__has_key="decision"))
         .values("session_id")
         .annotate(n=Count("id"))
         .values_list("session_id", "n")
@@ -620,7 +622,7 @@ def check_all(
         "decisions: DONE passing -> approved, DONE failing a check -> review, FAILED -> rejected, open -> none",
         not wrong_decisions and not wrong_reviewed,
         "; ".join(wrong_decisions[:5])
-        + (f"; {len(wrong_reviewed)} sessions with a wrong reviewed count" if wrong_reviewed else ""),
+        + (f"; {len(wrong_reviewed)} sessions with a wrong count of recorded decisions" if wrong_reviewed else ""),
     )
     approved_users = {targets[t].user_id for t, d in want_decision.items() if d == "approved"}
     verified_users = set(Profile.objects.filter(identity_verified=True).values_list("user_id", flat=True))

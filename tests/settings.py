@@ -4,6 +4,7 @@ SQLite by default. ``VL_TEST_DATABASE=postgres`` switches to PostgreSQL (``PGHOS
 ``PGUSER``/``PGDATABASE`` as libpq reads them), which the concurrency tests need.
 """
 
+import json
 import os
 import tempfile
 
@@ -68,6 +69,9 @@ if os.environ.get("VL_TEST_DATABASE") == "postgres":
             "USER": os.environ.get("PGUSER", "postgres"),
             "HOST": os.environ.get("PGHOST", ""),
             "PORT": os.environ.get("PGPORT", ""),
+            # Connection options a site may set, tried by the benchmarks (docs/performance.rst):
+            # VL_PG_OPTIONS='{"server_side_binding": true, "prepare_threshold": 1}'.
+            "OPTIONS": json.loads(os.environ.get("VL_PG_OPTIONS") or "{}"),
         }
     }
 else:

@@ -83,9 +83,7 @@ def parse_json(data: bytes | str) -> Any:
     if nesting_depth(raw) > MAX_DEPTH:
         raise InvalidJSON("JSON nested too deeply")
     try:
-        return json.loads(
-            data, parse_constant=reject_json_constant, parse_float=finite_float, parse_int=bounded_int
-        )
+        return json.loads(data, parse_constant=reject_json_constant, parse_float=finite_float, parse_int=bounded_int)
     except InvalidJSON:
         raise
     except RecursionError:  # a limit of the interpreter below ours: still the sender's fault

@@ -102,6 +102,7 @@ class OotoEmulator:
         latency: float = 0.0,
         record: bool = True,
         default_status: str | None = None,
+        default_result: Mapping[str, Any] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.app_id = app_id
@@ -110,6 +111,7 @@ class OotoEmulator:
         self.record = record
         # For load tests: Get Status of a token never created here answers this status (not 404).
         self.default_status = default_status
+        self.default_result = dict(default_result or {})  # and this result (a benchmark's finishing answer)
         self.sessions: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str, dict[str, str], Any]] = []
         self._failures: list[tuple[int | Exception, Any]] = []
@@ -240,7 +242,7 @@ class OotoEmulator:
                 "expiresAt": None,
                 "uiHints": {},
                 "returnUrl": None,
-                "result": {},
+                "result": self.default_result,
             }
         if answer is None:
             return 404, json.dumps(self._error(404, "session not found"))
@@ -299,6 +301,7 @@ class OotoServer(OotoEmulator):
         latency: float = 0.0,
         record: bool = True,
         default_status: str | None = None,
+        default_result: Mapping[str, Any] | None = None,
         port: int = 0,
     ) -> None:
         emulator = self
@@ -339,6 +342,7 @@ class OotoServer(OotoEmulator):
             latency=latency,
             record=record,
             default_status=default_status,
+            default_result=default_result,
         )
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="ooto-server", daemon=True)
 

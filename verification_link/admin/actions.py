@@ -142,8 +142,6 @@ ACTIONS = {
 }
 
 
-
-
 class SessionActions:
     """The actions, their URLs and confirmation pages, of ``VerificationSessionAdmin``."""
 
@@ -384,4 +382,3 @@ class SessionActions:
         response = JsonResponse(rows, safe=False, json_dumps_params={"indent": 2})
         response["Content-Disposition"] = 'attachment; filename="verification-sessions.json"'
         return response
-

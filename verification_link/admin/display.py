@@ -58,7 +58,6 @@ def pretty_body(body: str) -> str:
         return format_html('<pre style="white-space:pre-wrap">{}</pre>', body)
 
 
-
 class SessionDisplay:
     """The read-only detail fields of ``VerificationSessionAdmin``."""
 
@@ -188,4 +187,3 @@ class SessionDisplay:
         )
         body = format_html_join("", "{}", ((row,) for row in rows))
         return format_html("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", header, body)
-

@@ -91,8 +91,6 @@ def month_links(request: HttpRequest, field: str) -> dict[str, Any]:
     return {"back": back, "choices": choices}
 
 
-
-
 class SessionListing:
     """The change list of ``VerificationSessionAdmin``: search and the summary above it."""
 
@@ -177,4 +175,3 @@ class SessionListing:
             }
             for window in ("24h", "7d")
         ]
-

@@ -176,4 +176,3 @@ class VerificationSessionAdmin(RefusesNulParameters, SessionListing, SessionDisp
     @admin.display(description=_("expires / finished"), ordering="expires_at")
     def expires_or_finished(self, obj: VerificationSession) -> Any:
         return obj.finished_at if obj.is_final else obj.expires_at
-

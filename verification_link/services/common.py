@@ -154,6 +154,8 @@ def _move(
             applied=True,
             processed=True,
             actor=actor,
+            # The policy's decision is written with the move that made it: one row, not two.
+            data={"decision": decision, "by": "policy"} if decision else {},
         )
     ]
     logger.info("verification session %s: %s -> %s (%s)", session.pk, old_status, new_status, source)
@@ -163,45 +165,25 @@ def _move(
     if final:
         _send_on_commit(signals.verification_finished, session, status=new_status, source=source)
     if decision:
-        events.append(
-            VerificationEvent(
-                session=session,
-                provider=session.provider,
-                kind=Kind.REVIEWED,
-                source=source,
-                applied=True,
-                processed=True,
-                data={"decision": decision, "by": "policy"},
-            )
-        )
         _send_on_commit(signals.verification_reviewed, session, decision=decision, reviewer=None)
     return events
 
 
-def _transition(session: VerificationSession, new_status: str, **kwargs: Any) -> None:
-    """Apply one forward move to a *locked* session, record it, and queue its signals."""
+#: What ``_move`` may change on a session: a transition writes these columns, not the whole row.
+MOVED_FIELDS = (
+    *("status", "next_step", "expires_at", "result", "finished_at", "url"),
+    *("next_poll_at", "poll_attempts", "updated_at", "decision", "reviewed_at"),
+)
+
+
+def _transition(session: VerificationSession, new_status: str, *, also: tuple[str, ...] = (), **kwargs: Any) -> None:
+    """Apply one forward move to a *locked* session, record it, and queue its signals. Every row
+    through ``save()``: a request path, so ``post_save`` fires for the session and each event.
+    The session's UPDATE names the ``MOVED_FIELDS`` and the caller's ``also``."""
     events = _move(session, new_status, **kwargs)
-    session.save()
-    VerificationEvent.objects.bulk_create(events)
-
-
-def _insert_parts(instance: Any, *, skip: tuple[str, ...] = ()) -> tuple[str, str, list[Any]]:
-    """What a raw ``INSERT`` of ``instance`` needs (the PostgreSQL one-statement paths): the quoted
-    table, the quoted column list, and the values prepared as the ORM would (defaults, ``auto_now``,
-    JSON adaptation). Database-generated keys and the fields named in ``skip`` are left out.
-    Identifiers come from the model's own metadata; every value is a query parameter."""
-    quote = connection.ops.quote_name
-    fields = [
-        field
-        for field in instance._meta.concrete_fields
-        if not getattr(field, "db_returning", False) and field.name not in skip
-    ]
-    values = [field.get_db_prep_save(field.pre_save(instance, add=True), connection) for field in fields]
-    return quote(instance._meta.db_table), ", ".join(quote(field.column) for field in fields), values
-
-
-def _params(values: list[Any]) -> str:
-    return ", ".join("%s" for _ in values)
+    session.save(update_fields=[*MOVED_FIELDS, *also])
+    for event in events:
+        event.save(force_insert=True)
 
 
 @dataclass(frozen=True)
@@ -223,17 +205,44 @@ def judge_inbound(
     processed: bool = False,
     error: str = "",
     body: KeptBody | None = None,
-) -> None:
-    """Record the verdict on a recorded inbound request; ``body``: what it keeps of its body now that
-    it is authenticated, written in the same statement as the verdict."""
+    answer: StatusReport | None = None,
+    old_status: str = "",
+    applied: bool = False,
+    session: VerificationSession | None = None,
+    data: Mapping[str, Any] | None = None,
+    unless_processed: bool = False,
+) -> bool:
+    """Record the verdict on a recorded inbound request: one UPDATE of the row's verdict columns
+    (a conditional ``update()``: no ``post_save``; the row's own ``post_save`` fired when it was
+    recorded). ``unless_processed``: only if no run before this one processed it (a Celery retry,
+    a duplicate task holding a stale copy); returns whether it was written. Written with the
+    verdict, when given: ``body``, what it keeps of
+    its body now that it is authenticated; ``answer``, the provider's answer that judged it (a
+    callback's confirmation: ``old_status`` → the answer's status, ``applied`` whether it moved the
+    session, its summary in ``data["answer"]``) — the request and the answer that confirmed it
+    are one row; ``session``, the session it turned out to be about (a webhook); ``data``, keys
+    added to the event's ``data``."""
     changes: dict[str, Any] = {"valid": valid, "processed": processed, "error": error}
+    added = dict(data or {})
     if body is not None:
         changes.update(body=body.text, body_truncated=body.truncated)
         if body.redacted:
-            changes["data"] = {**(event.data or {}), "body_redacted": True}
-    VerificationEvent.objects.filter(pk=event.pk).update(**changes)
+            added["body_redacted"] = True
+    if answer is not None:
+        changes.update(old_status=old_status, new_status=answer.status, applied=applied)
+        added["answer"] = answer.summary()
+    if added:
+        changes["data"] = {**(event.data or {}), **added}
+    if session is not None:
+        changes["session"] = session
+    rows = VerificationEvent.objects.filter(pk=event.pk)
+    if unless_processed:
+        rows = rows.filter(processed=False)
+    if not rows.update(**changes):
+        return False
     for field, value in changes.items():
         setattr(event, field, value)
+    return True
 
 
 def _is_user(value: Any) -> bool:

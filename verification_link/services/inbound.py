@@ -12,7 +12,6 @@ from datetime import timezone as dt_timezone
 from typing import Any
 
 from django.core.cache import cache
-from django.db import connection
 from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
@@ -22,7 +21,7 @@ from ..exceptions import ConfigurationError, ProviderError
 from ..jsonbody import InvalidJSON, parse_json, storable
 from ..models import VerificationEvent, VerificationSession
 from ..providers import get_provider
-from .common import KeptBody, Kind, _insert_parts, judge_inbound, logger
+from .common import KeptBody, Kind, judge_inbound, logger
 from .reports import _refresh, apply_report, refresh_session
 
 #: Headers kept with a recorded inbound request; never cookies or authorization.
@@ -126,75 +125,18 @@ def record_callback(
     """``record_inbound`` for a per-session callback, with the lookup of the session its URL names
     (``session_for_callback``): the recorded event and the session, or None for an unknown one.
     A URL naming a session keeps the body up to ``MAX_EVENT_BODY_BYTES`` (its secret is
-    unguessable); any other keeps the ``UNVERIFIED_BODY_BYTES`` prefix.
-
-    On PostgreSQL the lookup and the INSERT are one statement — the callback is the hottest inbound
-    path, and a round trip is most of what a statement costs here (``benchmarks/run.py``)."""
-    if connection.vendor != "postgresql" or "\x00" in provider or "\x00" in secret:
-        session = session_for_callback(provider, secret)
-        event = record_inbound(
-            request,
-            kind=Kind.CALLBACK,
-            provider=provider,
-            body=body,
-            session=session,
-            error=error,
-            full_body=session is not None,
-        )
-        return event, session
-    event = _inbound_event(
+    unguessable); any other keeps the ``UNVERIFIED_BODY_BYTES`` prefix. Two statements, the same on
+    every database: the lookup, and the event's ``save()`` (``post_save`` fires)."""
+    session = session_for_callback(provider, secret)
+    event = record_inbound(
         request,
         kind=Kind.CALLBACK,
         provider=provider,
         body=body,
-        session=None,
+        session=session,
         error=error,
-        limit=_body_limit(full=True),
+        full_body=session is not None,
     )
-    prefix, prefix_truncated = _body_text(body, _body_limit(full=False))
-    sessions, events = VerificationSession._meta, VerificationEvent._meta
-    quote = connection.ops.quote_name
-    read = [field for field in sessions.concrete_fields if field.name in CALLBACK_SESSION_FIELDS]  # from_db's order
-    table, columns, values = _insert_parts(event, skip=("session",))
-    # Whether the body is kept whole depends on the lookup in the same statement: the body and its
-    # truncation flag are chosen by ``CASE`` (the prefix is a second, small parameter).
-    placeholders, params = [], []
-    choice = {
-        quote(events.get_field("body").column): prefix,
-        quote(events.get_field("body_truncated").column): prefix_truncated,
-    }
-    for column, value in zip(columns.split(", "), values, strict=True):
-        if column in choice:
-            placeholders.append("CASE WHEN EXISTS (SELECT 1 FROM found) THEN %s ELSE %s END")
-            params += [value, choice[column]]
-        else:
-            placeholders.append("%s")
-            params.append(value)
-    # Identifiers come from the models' own metadata, quoted; every value is a query parameter.
-    sql = (
-        f"WITH found AS (SELECT {', '.join(quote(field.column) for field in read)} "  # noqa: S608
-        f"FROM {quote(sessions.db_table)} WHERE {quote(sessions.get_field('provider').column)} = %s "
-        f"AND {quote(sessions.get_field('callback_secret').column)} = %s), "
-        f"recorded AS (INSERT INTO {table} ({quote(events.get_field('session').column)}, {columns}) "
-        f"VALUES ((SELECT {quote(sessions.pk.column)} FROM found), {', '.join(placeholders)}) "
-        f"RETURNING {quote(events.pk.column)}) "
-        f"SELECT recorded.{quote(events.pk.column)}, found.* FROM recorded LEFT JOIN found ON true"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [provider, secret, *params])
-        event_id, *row = cursor.fetchone()
-    event.pk = event_id
-    event._state.adding = False
-    if row[0] is None:
-        event.body, event.body_truncated = prefix, prefix_truncated
-        return event, None
-    # What the ORM's compiler would do with the raw row: the fields' own conversions (JSON decoding).
-    values = [
-        field.from_db_value(value, None, connection) if hasattr(field, "from_db_value") else value
-        for field, value in zip(read, row, strict=True)
-    ]
-    session = VerificationSession.from_db(connection.alias, [field.attname for field in read], values)
-    event.session = session
     return event, session
 
 
@@ -246,8 +188,8 @@ def kept_webhook_body(backend: Any, payload: Mapping[str, Any], raw: bytes) -> K
 
 def confirm_callback(event: VerificationEvent | int) -> VerificationSession | None:
     """Act on a recorded callback whose form was valid: ask the provider and apply its answer (never
-    the body). The event is marked processed with the answer, atomically (one statement when the
-    answer is the status we hold, on PostgreSQL).
+    the body). The event is marked processed with the answer, atomically (in the answer's
+    transaction).
 
     ``event``: the recorded request, or its id (a task). Idempotent: an event already processed, or
     one whose session is final, costs no provider call. Raises the provider's error so a task can
@@ -328,11 +270,7 @@ def _coalesce(event: VerificationEvent, session: VerificationSession, *, asked_a
     VerificationSession.objects.filter(
         pk=session.pk, status__in=VerificationSession.OPEN_STATUSES, next_poll_at__gt=end
     ).update(next_poll_at=end)
-    data = {**(event.data or {}), "coalesced": True}
-    VerificationEvent.objects.filter(pk=event.pk, processed=False).update(
-        valid=True, processed=True, error="", data=data
-    )
-    event.valid, event.processed, event.error, event.data = True, True, "", data
+    judge_inbound(event, valid=True, processed=True, data={"coalesced": True}, unless_processed=True)
     logger.info("callback %s for session %s coalesced with the provider call of %s", event.pk, session.pk, asked_at)
 
 
@@ -377,14 +315,13 @@ def process_webhook(
     if session is None:
         judge_inbound(event, valid=True, processed=True, error="unknown session", body=kept)
         return "unknown session"
-    VerificationEvent.objects.filter(pk=event.pk).update(session=session)
     if parsed.report is None:
         error = f"unknown status value {parsed.raw_status!r}"
-        judge_inbound(event, valid=True, processed=True, error=error, body=kept)
+        judge_inbound(event, valid=True, processed=True, error=error, body=kept, session=session)
         return "unknown status"
     if session.is_final:
-        judge_inbound(event, valid=True, processed=True, body=kept)
+        judge_inbound(event, valid=True, processed=True, body=kept, session=session)
         return "already final"
     apply_report(session, parsed.report, source=VerificationEvent.Source.WEBHOOK)
-    judge_inbound(event, valid=True, processed=True, body=kept)
+    judge_inbound(event, valid=True, processed=True, body=kept, session=session)
     return "processed"

@@ -3,12 +3,11 @@ of an answer that changes nothing (compare-and-set, a callback's confirmation)."
 
 from __future__ import annotations
 
-import json
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from ..exceptions import ProviderError
@@ -17,10 +16,8 @@ from ..providers import StatusReport, get_provider
 from .common import (
     Kind,
     SessionRef,
-    _insert_parts,
     _is_user,
     _lock,
-    _params,
     _schedule_next_poll,
     _transition,
     judge_inbound,
@@ -44,17 +41,16 @@ def apply_report(
 
     ``polled``: the report is our own provider call's answer (sets ``last_polled_at``); ``by``: the
     staff user who asked for it, recorded on the events; ``confirms``: the inbound request this
-    report answers, marked processed in the same transaction (processed exactly when the answer is
-    durable).
+    report answers, marked processed with the answer written on it, in the same transaction
+    (processed exactly when the answer is durable).
 
-    Records the report as an event whether or not it is applied. Returns the updated session.
+    Records the report — as an event of its own, or on ``confirms`` — whether or not it is applied.
+    Returns the updated session.
     """
     now = now or timezone.now()
     actor = by if _is_user(by) else None
     with transaction.atomic():
         locked = _lock(session)
-        if confirms is not None:
-            judge_inbound(confirms, valid=True, processed=True)
         if polled:
             locked.last_polled_at = now
         old_status = locked.status
@@ -63,9 +59,21 @@ def apply_report(
             and report.status in VerificationSession.STATUS_RANK
             and VerificationSession.STATUS_RANK[report.status] > VerificationSession.STATUS_RANK[old_status]
         )
-        _answer_event(locked, report, kind=kind, source=source, applied=moves_forward, actor=actor).save()
+        # The callback's row records the answer that confirmed it; an answer of its own when there
+        # is no callback, or when a run before this one processed it.
+        if confirms is None or not judge_inbound(
+            confirms,
+            valid=True,
+            processed=True,
+            answer=report,
+            old_status=old_status,
+            applied=moves_forward,
+            unless_processed=True,
+        ):
+            _answer_event(locked, report, kind=kind, source=source, applied=moves_forward, actor=actor).save()
         if moves_forward:
-            _transition(locked, report.status, source=source, now=now, report=report, actor=actor)
+            also = ("last_polled_at",) if polled else ()
+            _transition(locked, report.status, source=source, now=now, report=report, actor=actor, also=also)
         elif not locked.is_final:
             # Same or older status: not a transition. Only the provider's authoritative expiry and
             # the poll schedule are updated.
@@ -104,7 +112,7 @@ def _refresh(
 ) -> VerificationSession:
     """``refresh_session``; a sweep passes ``provider_slot`` (a semaphore) to bound the provider
     calls in flight separately from the threads applying answers to the database; a callback passes
-    its recorded request as ``confirms``, marked processed with the answer, in the same statement."""
+    its recorded request as ``confirms``, marked processed with the answer written on it."""
     current = session if isinstance(session, VerificationSession) else VerificationSession.objects.get(pk=session)
     backend = get_provider(current.provider)
     if current.is_final or not backend.pollable:
@@ -179,11 +187,10 @@ def _record_unchanged_confirmation(
     session: VerificationSession, report: StatusReport, confirms: VerificationEvent, *, now: datetime
 ) -> bool:
     """A callback's confirmation that brings nothing new — the open status, step and expiry we
-    hold — records the answer and marks the callback processed, and leaves the session row alone:
-    the poll schedule is the sweep's business, and rewriting a row with a dozen indexes to say
-    "nothing changed" was most of this path's cost. On PostgreSQL one statement; the event is
-    inserted only if the callback was not processed meanwhile (a Celery retry, a duplicate task).
-    Returns False, writing nothing, when the answer is anything else."""
+    hold — marks the callback processed with the answer written on it, and leaves the session row
+    alone: the poll schedule is the sweep's business, and rewriting a row with a dozen indexes to
+    say "nothing changed" was most of this path's cost. One statement. Returns False, writing
+    nothing, when the answer is anything else."""
     if (
         report.status != session.status
         or session.is_final
@@ -192,35 +199,10 @@ def _record_unchanged_confirmation(
         or _step_advances(session, report.next_step)
     ):
         return False
-    answer = _answer_event(session, report, kind=Kind.POLL, source=VerificationEvent.Source.CALLBACK, applied=False)
-    answer.created_at = now
-    if connection.vendor == "postgresql":
-        _confirm_and_record_postgresql(confirms, answer)
-    else:
-        with transaction.atomic():
-            if VerificationEvent.objects.filter(pk=confirms.pk, processed=False).update(
-                valid=True, processed=True, error=""
-            ):
-                answer.save(force_insert=True)
-    confirms.valid, confirms.processed, confirms.error = True, True, ""
+    # One UPDATE of the callback's own row, atomic by itself; a duplicate run (a Celery retry)
+    # finds it processed and writes nothing.
+    judge_inbound(confirms, valid=True, processed=True, answer=report, old_status=session.status, unless_processed=True)
     return True
-
-
-def _confirm_and_record_postgresql(confirms: VerificationEvent, answer: VerificationEvent) -> None:
-    """``_record_unchanged_confirmation`` in one round trip: the callback marked processed and the
-    answer inserted, atomic by itself."""
-    events = VerificationEvent._meta
-    quote = connection.ops.quote_name
-    table, columns, values = _insert_parts(answer)
-    event_id, processed = quote(events.pk.column), quote(events.get_field("processed").column)
-    sql = (
-        f"WITH confirmed AS (UPDATE {table} SET {quote(events.get_field('valid').column)} = true, "  # noqa: S608
-        f"{processed} = true, {quote(events.get_field('error').column)} = '' "
-        f"WHERE {event_id} = %s AND NOT {processed} RETURNING {event_id}) "
-        f"INSERT INTO {table} ({columns}) SELECT {_params(values)} FROM confirmed"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [confirms.pk, *values])
 
 
 def _record_unchanged(
@@ -232,10 +214,10 @@ def _record_unchanged(
     confirms: VerificationEvent | None = None,
 ) -> bool:
     """The commonest poll answer — the open status we already hold — without locking and loading
-    the row: one compare-and-set UPDATE (status and attempt count as we read them) plus the event
-    (and ``confirms`` marked processed), in one transaction. Returns False, changing nothing, when
-    the answer is a move or the row changed meanwhile; ``apply_report`` then takes the row lock and
-    decides."""
+    the row: one compare-and-set UPDATE (status and attempt count as we read them) plus the answer
+    (an event of its own, or written on ``confirms`` with its verdict), in one transaction. Returns
+    False, changing nothing, when the answer is a move or the row changed meanwhile;
+    ``apply_report`` then takes the row lock and decides."""
     if (
         report.status != session.status
         or session.is_final
@@ -256,89 +238,20 @@ def _record_unchanged(
         changes["expires_at"] = report.expires_at  # the provider's expiry is authoritative
     if _step_advances(session, report.next_step):
         changes["next_step"] = report.next_step
-    event = {
-        "provider": session.provider,
-        "kind": Kind.POLL,
-        "source": source,
-        "old_status": session.status,
-        "new_status": report.status,
-        "data": report.summary(),
-    }
-    confirmed = confirms.pk if confirms is not None else None
-    if connection.vendor == "postgresql":
-        updated = _update_and_record_postgresql(session, changes, event, confirmed)
-    else:
-        with transaction.atomic():
-            updated = VerificationSession.objects.filter(
-                pk=session.pk, status=session.status, poll_attempts=session.poll_attempts
-            ).update(**changes)
-            if updated:
-                VerificationEvent.objects.create(
-                    session_id=session.pk, applied=False, valid=True, processed=True, **event
-                )
-                if confirms is not None:
-                    judge_inbound(confirms, valid=True, processed=True)
+    old_status = session.status
+    with transaction.atomic():
+        updated = VerificationSession.objects.filter(
+            pk=session.pk, status=session.status, poll_attempts=session.poll_attempts
+        ).update(**changes)
+        if updated and (
+            confirms is None
+            or not judge_inbound(
+                confirms, valid=True, processed=True, answer=report, old_status=old_status, unless_processed=True
+            )
+        ):
+            _answer_event(session, report, kind=Kind.POLL, source=source, applied=False).save(force_insert=True)
     if not updated:
         return False
     for field, value in changes.items():
         setattr(session, field, value)
-    if confirms is not None:
-        confirms.valid, confirms.processed, confirms.error = True, True, ""
     return True
-
-
-def _update_and_record_postgresql(
-    session: VerificationSession, changes: dict[str, Any], event: dict[str, Any], confirmed: int | None = None
-) -> int:
-    """``_record_unchanged`` as one statement: the compare-and-set UPDATE, the event INSERT and —
-    for a callback — its recorded request marked processed, in a single round trip, atomic by
-    itself. Polling is the hottest path of a sweep, confirming a callback the hottest of a request;
-    through the ORM the same work costs several times the CPU (``benchmarks/sweeps.py``,
-    ``benchmarks/run.py``). Returns the rows updated (0 or 1)."""
-    sessions, events = VerificationSession._meta, VerificationEvent._meta
-    quote = connection.ops.quote_name
-
-    def col(meta: Any, name: str) -> str:
-        return quote(meta.get_field(name).column)
-
-    inserted = {
-        **event,
-        "applied": False,
-        "valid": True,
-        "processed": True,
-        "body": "",
-        "body_truncated": False,
-        "headers": {},
-        "error": "",
-        "created_at": timezone.now(),
-    }
-    jsonb = {"data", "headers"}
-    # Identifiers come from the models' own metadata, quoted; every value is a query parameter.
-    assignments = ", ".join(f"{col(sessions, name)} = %s" for name in changes)
-    guard = " AND ".join(f"{col(sessions, name)} = %s" for name in ("id", "status", "poll_attempts"))
-    columns = ", ".join([col(events, "session"), *(col(events, name) for name in inserted)])
-    placeholders = ", ".join("%s::jsonb" if name in jsonb else "%s" for name in inserted)
-    session_id, event_id = col(sessions, "id"), col(events, "id")
-    confirm = ""
-    if confirmed is not None:
-        confirm = (
-            f", confirmed AS (UPDATE {quote(events.db_table)} SET {col(events, 'valid')} = true, "  # noqa: S608
-            f"{col(events, 'processed')} = true, {col(events, 'error')} = '' "
-            f"WHERE {event_id} = %s AND EXISTS (SELECT 1 FROM moved))"
-        )
-    sql = (
-        f"WITH moved AS (UPDATE {quote(sessions.db_table)} SET {assignments} WHERE {guard} RETURNING {session_id})"  # noqa: S608
-        f"{confirm} INSERT INTO {quote(events.db_table)} ({columns}) "
-        f"SELECT moved.{session_id}, {placeholders} FROM moved RETURNING {event_id}"
-    )
-    params = [
-        *changes.values(),
-        session.pk,
-        session.status,
-        session.poll_attempts,
-        *([confirmed] if confirmed is not None else []),
-        *(json.dumps(value) if name in jsonb else value for name, value in inserted.items()),
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return len(cursor.fetchall())

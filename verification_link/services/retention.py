@@ -30,8 +30,7 @@ class PurgeResult:
 
     def __str__(self) -> str:
         return (
-            f"{self.sessions} sessions scrubbed, "
-            f"{self.inbound_events} unmatched or unauthenticated requests scrubbed"
+            f"{self.sessions} sessions scrubbed, {self.inbound_events} unmatched or unauthenticated requests scrubbed"
         )
 
 

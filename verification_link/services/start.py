@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
@@ -17,7 +17,7 @@ from ..exceptions import InvalidRequest, ProviderError
 from ..jsonbody import InvalidJSON, storable
 from ..models import VerificationEvent, VerificationSession
 from ..providers import CreateRequest, get_provider
-from .common import Kind, _absolute_url, _insert_parts, _params, _send_on_commit, logger, poll_interval
+from .common import Kind, _absolute_url, _send_on_commit, logger, poll_interval
 
 
 def start_verification(
@@ -122,24 +122,8 @@ def start_verification(
 
 
 def _insert_together(session: VerificationSession, event: VerificationEvent) -> None:
-    """A new session and its first event, atomically: one statement on PostgreSQL (a round trip and
-    a transaction's BEGIN/COMMIT are most of what a write costs next to the provider call:
-    ``benchmarks/run.py``), a transaction elsewhere."""
-    if connection.vendor != "postgresql":
-        with transaction.atomic():
-            session.save(force_insert=True)
-            event.save(force_insert=True)
-        return
-    session_table, session_columns, session_values = _insert_parts(session)
-    event_table, event_columns, event_values = _insert_parts(event)
-    sql = (
-        f"WITH inserted AS (INSERT INTO {session_table} ({session_columns}) VALUES ({_params(session_values)})) "  # noqa: S608
-        f"INSERT INTO {event_table} ({event_columns}) VALUES ({_params(event_values)}) "
-        f"RETURNING {connection.ops.quote_name(event._meta.pk.column)}"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*session_values, *event_values])
-        event.pk = cursor.fetchone()[0]
-    for instance in (session, event):
-        instance._state.adding = False
-        instance._state.db = connection.alias
+    """A new session and its first event, atomically, through ``save()``: both fire ``pre_save`` and
+    ``post_save`` on every database (a site's audit log or search index sees them)."""
+    with transaction.atomic():
+        session.save(force_insert=True)
+        event.save(force_insert=True)
