@@ -9,11 +9,13 @@ sandbox provider, Celery eager. Environment variables switch to the real thing:
   ``<PUBLIC_BASE_URL>/verify/webhook/valify/``). The sandbox app is installed only for the first two,
   and users may start only with the chosen provider (``USER_PROVIDERS``).
 - ``PUBLIC_BASE_URL``: the site's public origin (default ``http://127.0.0.1:8000``).
-- ``DATABASE_URL``: ``postgres://user:password@host:port/name`` (default: SQLite ``VL_DEMO_DB``).
+- ``DATABASE_URL``: ``postgres://user:password@host:port/name`` (default: SQLite ``VL_DEMO_DB``);
+  ``DATABASE_OPTIONS``: its connection options as a JSON object (``{"pool": true}``), ``CONN_MAX_AGE``.
 - ``REDIS_URL``: a Celery broker; tasks then run on a worker (``celery -A example_project worker -B``).
 - ``DJANGO_DEBUG`` (default on), ``DJANGO_SECRET_KEY``, ``DJANGO_ALLOWED_HOSTS``.
 """
 
+import json
 import os
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -86,12 +88,17 @@ def database_from_url(url: str) -> dict:
 
 
 if os.environ.get("DATABASE_URL"):
+    # DATABASE_OPTIONS: a JSON object of connection options, e.g. '{"pool": true}' (Django 5.1+
+    # with psycopg[pool]) or '{"server_side_binding": true}' — docs/performance.rst measures them.
+    database_options = json.loads(os.environ.get("DATABASE_OPTIONS") or "{}")
     DATABASES = {
         "default": {
             **database_from_url(os.environ["DATABASE_URL"]),
             # A new PostgreSQL connection per request costs ~9 ms: keep them (benchmarks/load.py).
-            "CONN_MAX_AGE": int(os.environ.get("CONN_MAX_AGE", "60")),
+            # A pool keeps them instead, and Django refuses both at once.
+            "CONN_MAX_AGE": 0 if database_options.get("pool") else int(os.environ.get("CONN_MAX_AGE", "60")),
             "CONN_HEALTH_CHECKS": True,
+            "OPTIONS": database_options,
         }
     }
 else:
