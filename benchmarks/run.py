@@ -93,7 +93,8 @@ def measure_callbacks(args, answer: str, samples: dict[str, list[float]], name: 
             else:
                 with transaction.atomic():
                     locked = VerificationSession.objects.select_for_update().get(pk=session.pk)
-                    locked.status, locked.result, locked.finished_at = status["status"], status["result"], timezone.now()
+                    locked.status, locked.result = status["status"], status["result"]
+                    locked.finished_at = timezone.now()
                     locked.save(update_fields=["status", "result", "finished_at"])
                     VerificationEvent.objects.create(session=locked, kind="status_changed", new_status=locked.status)
             return JsonResponse({"status": "accepted"}, status=202)
@@ -106,7 +107,7 @@ def measure_callbacks(args, answer: str, samples: dict[str, list[float]], name: 
             clear()
             make_sessions(2 * args.n, status="IN_PROGRESS")
             secrets = list(VerificationSession.objects.values_list("callback_secret", flat=True))
-            ours_ms, bare_ms = side_by_side(our_callback, bare_callback, zip(secrets[::2], secrets[1::2]))
+            ours_ms, bare_ms = side_by_side(our_callback, bare_callback, zip(secrets[::2], secrets[1::2], strict=True))
             samples[f"{name} ours"].append(ours_ms)
             samples[f"{name} bare"].append(bare_ms)
         if finishing:  # every one of ours finished its session, approved by the default policy
