@@ -20,8 +20,10 @@ order, every status (open ones only in the last hour, the TTL), decisions and re
 FAILED sessions, providers ``ooto`` and ``ooto_eu``. The small-size sessions are all DONE, awaiting
 review, of the searched user: every page shows all of them, so the pages differ by the table behind
 them and by the rows they show (10 against a full page), not by what they match. Rendering a row costs
-about 1 ms here: ``--small 50`` (with ``list_per_page = 50``) shows as many rows at both sizes, and
-what is left of the ratio is the table's size alone.
+about 1 ms here, so the admin is measured with ``list_per_page`` equal to ``--small`` (``--per-page``
+changes it): both sizes show as many rows, and what is left of the ratio is the table's size alone.
+The summary above the list is counted on every request (``summary_cache_seconds = 0``), so its cost
+is in the figure; ``--cached-summary`` measures the page as shipped (counted once per 30 s).
 
 After each change of size the table is analysed (and vacuumed on PostgreSQL), as autovacuum would
 have done. Against drift on a busy machine, the small size is measured before and after the large one
@@ -253,6 +255,20 @@ def measure(client: Any, pages: list[Page], rounds: int, large: bool) -> None:
         size.phases.append(median)
 
 
+def configure_admin(*, per_page: int, cached_summary: bool) -> None:
+    """The registered session admin as measured: ``per_page`` rows a page (equal rows shown at both
+    sizes: the pages then differ by the table behind them alone), and the summary above the list
+    counted on every request unless ``cached_summary`` (its cache would hide what it costs)."""
+    from django.contrib import admin
+
+    from verification_link.models import VerificationSession
+
+    model_admin = admin.site._registry[VerificationSession]
+    model_admin.list_per_page = per_page
+    if not cached_summary and hasattr(model_admin, "summary_cache_seconds"):
+        model_admin.summary_cache_seconds = 0
+
+
 def summary_cost(rounds: int) -> tuple[float, int] | None:
     """The summary above the list counted without its cache (ms, median), and the sessions of the
     last 7 days it counts; None when the admin has no such summary."""
@@ -325,6 +341,8 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, default=100_000, help="the large size")
     parser.add_argument("--small", type=int, default=10, help="the small size")
     parser.add_argument("--rounds", type=int, default=11, help="timed requests per page, size and phase")
+    parser.add_argument("--per-page", type=int, help="list_per_page while measuring (default: --small)")
+    parser.add_argument("--cached-summary", action="store_true", help="let the admin reuse its summary counts")
     parser.add_argument("--explain", action="store_true", help="time each query at the large size, plan slow ones")
     parser.add_argument("--slow", type=float, default=2.0, help="--explain plans queries slower than this, ms")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
@@ -346,6 +364,7 @@ def main() -> int:
         ]
         client = Client()
         client.force_login(admin)
+        configure_admin(per_page=args.per_page or args.small, cached_summary=args.cached_summary)
 
         rows.insert(args.small, shown_by_all=True)
         small_ids = list(VerificationSession.objects.values_list("pk", flat=True))
@@ -372,7 +391,8 @@ def main() -> int:
         f"database {vendor}; admin changelist of verification sessions at {args.small:,} and {args.sessions:,} "
         f"sessions ({USERS} users); median of {args.rounds} requests after {WARM_UP} of warm-up (small size: of "
         f"{2 * args.rounds}, before and after the large one); inserting {args.sessions - args.small:,} took "
-        f"{insert_s:.1f} s"
+        f"{insert_s:.1f} s; {args.per_page or args.small} rows a page; the summary counted "
+        f"{'once per summary_cache_seconds' if args.cached_summary else 'on every request (uncached)'}"
     )
     missed = False
     for page in pages:
