@@ -66,6 +66,12 @@ def _locking(queryset: Any) -> Any:
     )
 
 
+#: What a refresh reads of a session before it locks the row itself (``_refresh``: the provider,
+#: the token to ask about, and what an unchanged answer is compared with). The sweeps load only
+#: these, a batch at a time: a query per batch instead of one per session.
+_REFRESH_FIELDS = ("pk", "provider", "token", "status", "next_step", "scopes", "poll_attempts", "expires_at")
+
+
 def claim_due_sessions(*, now: datetime | None = None, limit: int | None = None) -> list[VerificationSession]:
     """Claim up to ``limit`` open sessions due for a poll and return them (id, provider, token and
     status loaded).
@@ -81,12 +87,7 @@ def claim_due_sessions(*, now: datetime | None = None, limit: int | None = None)
     ).order_by("next_poll_at")
     with transaction.atomic():
         take_write_lock()  # reads, then writes: on SQLite the write lock must come first
-        # Only what a refresh needs before it locks the row itself: saves a query per session.
-        claimed = list(
-            _locking(
-                due.only("pk", "provider", "token", "status", "next_step", "scopes", "poll_attempts", "expires_at")
-            )[:limit]
-        )
+        claimed = list(_locking(due.only(*_REFRESH_FIELDS))[:limit])
         if claimed:
             lease = now + timedelta(seconds=int(conf.get("POLL_CLAIM_SECONDS")))
             VerificationSession.objects.filter(pk__in=[s.pk for s in claimed]).update(next_poll_at=lease)
@@ -318,10 +319,10 @@ def poll_due_sessions(*, now: datetime | None = None) -> int:
     return run_poll_sweep(now=now).processed
 
 
-def _last_check(pk: Any, *, provider_slot: AbstractContextManager[Any] | None = None) -> bool:
-    """One last status check of an overdue session: True when the provider's answer made it EXPIRED
-    (the sweep counts it as expired), False for any other answer, or when it finished meanwhile."""
-    session = VerificationSession.objects.get(pk=pk)
+def _last_check(session: VerificationSession, *, provider_slot: AbstractContextManager[Any] | None = None) -> bool:
+    """One last status check of an overdue session (loaded with ``_REFRESH_FIELDS``): True when the
+    provider's answer made it EXPIRED (the sweep counts it as expired), False for any other answer,
+    or when it finished meanwhile (the answer is then applied to the row as it is now, locked)."""
     if session.is_final:
         return False  # not this check's doing
     checked = _refresh(session, source=VerificationEvent.Source.EXPIRY, provider_slot=provider_slot)
@@ -340,10 +341,11 @@ def run_expiry_sweep(
     or it failed) is behind the cursor: this sweep does not take it up again, the next one may.
 
     Sessions of pollable providers first get one last status check (``EXPIRY_LAST_CHECK``), up to
-    ``concurrency`` provider calls at once: they may have finished without our hearing, or the
-    provider may have extended them. The rest of a batch is expired in one transaction with a
-    constant number of queries: bulk ``update()`` and ``bulk_create()``, so no ``pre_save`` or
-    ``post_save`` for these rows; each session still gets its own events and ``verification_finished``.
+    ``concurrency`` provider calls at once, the batch's sessions to check loaded in one query: they
+    may have finished without our hearing, or the provider may have extended them. The rest of a
+    batch is expired in one transaction with a constant number of queries: bulk ``update()`` and
+    ``bulk_create()``, so no ``pre_save`` or ``post_save`` for these rows; each session still gets
+    its own events and ``verification_finished``.
 
     A session's failure is isolated: logged, recorded, counted once in ``failed``. A session whose
     last check failed is expired all the same. A batch whose transaction fails is expired again one
@@ -367,8 +369,18 @@ def run_expiry_sweep(
         partial(_last_check, provider_slot=turns.provider_call), turns, source=VerificationEvent.Source.EXPIRY
     )
 
-    def keyed_check(pk: Any) -> tuple[Any, Any]:
-        return pk, check(pk)  # threads finish in any order
+    def keyed_check(session: VerificationSession) -> tuple[Any, Any]:
+        return session.pk, check(session)  # threads finish in any order
+
+    def to_check(batch: list[tuple[Any, str, datetime]]) -> list[VerificationSession]:
+        pks = [pk for pk, provider, _ in batch if provider in pollable]
+        if not pks:
+            return []
+        # One query for the batch's sessions to check, not one each, taken up in the batch's order;
+        # a session gone meanwhile is simply not among them.
+        loaded = VerificationSession.objects.filter(pk__in=pks).order_by().only(*_REFRESH_FIELDS)
+        by_pk = {session.pk: session for session in loaded}
+        return [by_pk[pk] for pk in pks if pk in by_pk]
 
     result = SweepResult()
     page = overdue
@@ -378,8 +390,7 @@ def run_expiry_sweep(
             break
         result.found += len(batch)
         failed: set[Any] = set()
-        to_check = [pk for pk, provider, _ in batch if provider in pollable]
-        for pk, outcome in run_concurrently(to_check, keyed_check, concurrency=_sweep_threads(concurrency)):
+        for pk, outcome in run_concurrently(to_check(batch), keyed_check, concurrency=_sweep_threads(concurrency)):
             if outcome is True:
                 result.processed += 1  # the provider's own EXPIRED, applied by the check
             elif isinstance(outcome, Exception) and not isinstance(outcome, VerificationSession.DoesNotExist):
