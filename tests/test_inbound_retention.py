@@ -157,7 +157,12 @@ def test_a_refused_webhook_keeps_no_identity_number_in_its_prefix(client, user, 
 
 @pytest.mark.parametrize("store_sensitive", ["False", "0", 1, "yes"])
 def test_store_sensitive_keeps_identity_numbers_only_when_exactly_true(
-    client, user, settings, valify_api, store_sensitive, caplog  # noqa: F811
+    client,
+    user,
+    settings,
+    valify_api,  # noqa: F811
+    store_sensitive,
+    caplog,
 ):
     with_valify(settings, STORE_SENSITIVE=store_sensitive)
     session = start_valify(user)

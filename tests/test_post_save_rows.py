@@ -78,13 +78,15 @@ def test_start_callback_poll_finish_fires_post_save_for_every_row(client, fake_o
     session.refresh_from_db()
     assert (session.status, session.decision) == ("DONE", "approved")
 
-    # What the path wrote: the session; created, two callbacks, two moves, one poll answer.
-    assert rows_in_tables() == {"VerificationSession": 1, "VerificationEvent": 6}
+    # What the path wrote: the session; created, two callbacks, two moves (the poll's answer changed
+    # nothing: its bookkeeping only, no event).
+    assert rows_in_tables() == {"VerificationSession": 1, "VerificationEvent": 5}
     assert saves.created == rows_in_tables()
     assert status_updates(ctx.captured_queries) == 2
     assert saves.updated["VerificationSession"] == 2
     kinds = Counter(VerificationEvent.objects.values_list("kind", flat=True))
-    assert kinds == {"created": 1, "callback": 2, "status_changed": 2, "poll": 1}
+    assert kinds == {"created": 1, "callback": 2, "status_changed": 2}
+    assert session.poll_attempts == 1 and session.last_polled_at is not None  # the unchanged answer, counted
 
 
 def test_a_refused_start_records_its_failure_through_save(fake_ooto, saves):

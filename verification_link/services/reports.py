@@ -214,10 +214,13 @@ def _record_unchanged(
     confirms: VerificationEvent | None = None,
 ) -> bool:
     """The commonest poll answer — the open status we already hold — without locking and loading
-    the row: one compare-and-set UPDATE (status and attempt count as we read them) plus the answer
-    (an event of its own, or written on ``confirms`` with its verdict), in one transaction. Returns
-    False, changing nothing, when the answer is a move or the row changed meanwhile;
-    ``apply_report`` then takes the row lock and decides."""
+    the row: one compare-and-set UPDATE (status and attempt count as we read them) of the poll's
+    bookkeeping (``last_polled_at``, ``poll_attempts``, ``next_poll_at``; an authoritative expiry,
+    a step forward). Nothing else is written: an answer that changes nothing is no event (the
+    session's ``last_polled_at`` and ``poll_attempts`` say when we last asked, and how often since
+    the last move); a callback's, ``confirms``, is written on the callback with its verdict, in the
+    same transaction. Returns False, changing nothing, when the answer is a move or the row changed
+    meanwhile; ``apply_report`` then takes the row lock and decides."""
     if (
         report.status != session.status
         or session.is_final
@@ -239,17 +242,18 @@ def _record_unchanged(
     if _step_advances(session, report.next_step):
         changes["next_step"] = report.next_step
     old_status = session.status
-    with transaction.atomic():
-        updated = VerificationSession.objects.filter(
-            pk=session.pk, status=session.status, poll_attempts=session.poll_attempts
-        ).update(**changes)
-        if updated and (
-            confirms is None
-            or not judge_inbound(
-                confirms, valid=True, processed=True, answer=report, old_status=old_status, unless_processed=True
-            )
-        ):
-            _answer_event(session, report, kind=Kind.POLL, source=source, applied=False).save(force_insert=True)
+    unchanged = VerificationSession.objects.filter(
+        pk=session.pk, status=session.status, poll_attempts=session.poll_attempts
+    )
+    if confirms is None:
+        updated = unchanged.update(**changes)  # one statement, atomic by itself
+    else:
+        with transaction.atomic():
+            updated = unchanged.update(**changes)
+            if updated:
+                judge_inbound(
+                    confirms, valid=True, processed=True, answer=report, old_status=old_status, unless_processed=True
+                )
     if not updated:
         return False
     for field, value in changes.items():
