@@ -144,11 +144,8 @@ def test_threaded_poll_sweep_on_the_database_file_updates_everyone(ooto_server, 
     assert (result.found, result.processed, result.failed) == (SESSIONS, SESSIONS, 0)
     statuses = dict(VerificationSession.objects.values_list("pk", "status"))
     assert {pk for pk, status in statuses.items() if status == "IN_PROGRESS"} == moved
-    # Each move's answer is an event; an answer that changed nothing only the poll's bookkeeping.
-    assert set(VerificationEvent.objects.filter(kind=Kind.POLL).values_list("session_id", flat=True)) == moved
+    assert VerificationEvent.objects.filter(kind=Kind.POLL).count() == SESSIONS
     assert not VerificationSession.objects.filter(last_polled_at__isnull=True).exists()
-    unchanged = VerificationSession.objects.exclude(pk__in=moved)
-    assert set(unchanged.values_list("poll_attempts", flat=True)) == {1}
     assert not VerificationEvent.objects.filter(kind=Kind.POLL_FAILED).exists()
 
 

@@ -309,7 +309,7 @@ def callback_view(request: HttpRequest, provider: str, secret: str) -> HttpRespo
         return JsonResponse({"status": "already final"}, status=200)
     if tasks.celery_in_use():
         services.judge_inbound(event, valid=True)  # a worker acts on it after the commit
-    # Inline, the verdict is written with the provider's answer, in the same statement.
+    # Inline, the verdict is written with the provider's answer (in its statement or transaction).
     tasks.run_later(tasks.process_callback, event.pk, inline=lambda _event_id: services.confirm_callback(event))
     return JsonResponse({"status": "accepted"}, status=202)
 

@@ -4,7 +4,8 @@ Views, tasks, admin actions, the API and management commands call these function
 writes ``status`` itself. The rules (DESIGN.md, "Lifecycle rules"):
 
 - status only moves forward (CREATED → CAPTCHA_OK → IN_PROGRESS → one final status) and a final
-  status never changes; an older or equal report is recorded as an event and not applied;
+  status never changes; an older or equal report is recorded (as an event, or on the callback it
+  confirms) and not applied — an equal answer to our own poll updates the poll's bookkeeping only;
 - every change runs in a transaction holding the session row (``select_for_update``), so racing
   callbacks, polls, returns and admin actions yield one transition; provider HTTP calls happen
   *outside* that transaction so a slow provider never holds a row lock;

@@ -218,10 +218,10 @@ def confirm_callback(event: VerificationEvent | int) -> VerificationSession | No
         session = _refresh(session, source=VerificationEvent.Source.CALLBACK, confirms=event)
     except ProviderError:
         if event.valid is not True:
-            judge_inbound(event, valid=True)
+            judge_inbound(event, valid=True, unless_processed=True)
         raise
     if not event.processed:  # a provider that cannot be polled: nothing to confirm with
-        judge_inbound(event, valid=True, processed=True)
+        judge_inbound(event, valid=True, processed=True, unless_processed=True)
     return session
 
 
@@ -315,6 +315,8 @@ def process_webhook(
     if session is None:
         judge_inbound(event, valid=True, processed=True, error="unknown session", body=kept)
         return "unknown session"
+    # Attached before anything is applied: a failure below still leaves the webhook on its session.
+    VerificationEvent.objects.filter(pk=event.pk).update(session=session)
     if parsed.report is None:
         error = f"unknown status value {parsed.raw_status!r}"
         judge_inbound(event, valid=True, processed=True, error=error, body=kept, session=session)

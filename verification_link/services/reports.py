@@ -84,7 +84,8 @@ def apply_report(
             if report.status == old_status and _step_advances(locked, report.next_step):
                 locked.next_step = report.next_step
                 fields.append("next_step")
-            _schedule_next_poll(locked, now, moved=False)
+            # A callback says the provider is moving: its answer restarts the back-off.
+            _schedule_next_poll(locked, now, moved=confirms is not None)
             locked.save(update_fields=fields)
     return locked
 
@@ -215,12 +216,13 @@ def _record_unchanged(
 ) -> bool:
     """The commonest poll answer — the open status we already hold — without locking and loading
     the row: one compare-and-set UPDATE (status and attempt count as we read them) of the poll's
-    bookkeeping (``last_polled_at``, ``poll_attempts``, ``next_poll_at``; an authoritative expiry,
-    a step forward). Nothing else is written: an answer that changes nothing is no event (the
+    bookkeeping (``last_polled_at``, ``poll_attempts``, ``next_poll_at``). Nothing else is
+    written: an answer that changes nothing is no event (the
     session's ``last_polled_at`` and ``poll_attempts`` say when we last asked, and how often since
     the last move); a callback's, ``confirms``, is written on the callback with its verdict, in the
-    same transaction. Returns False, changing nothing, when the answer is a move or the row changed
-    meanwhile; ``apply_report`` then takes the row lock and decides."""
+    same transaction. Returns False, changing nothing, when the answer is a move, brings a new
+    expiry or step, or the row changed meanwhile; ``apply_report`` then takes the row lock, records
+    the answer and decides."""
     if (
         report.status != session.status
         or session.is_final
@@ -237,10 +239,8 @@ def _record_unchanged(
         "last_polled_at": now,
         "updated_at": now,
     }
-    if report.expires_at and report.expires_at != session.expires_at:
-        changes["expires_at"] = report.expires_at  # the provider's expiry is authoritative
-    if _step_advances(session, report.next_step):
-        changes["next_step"] = report.next_step
+    if (report.expires_at and report.expires_at != session.expires_at) or _step_advances(session, report.next_step):
+        return False  # news (the provider's expiry, a step forward): recorded and saved by apply_report
     old_status = session.status
     unchanged = VerificationSession.objects.filter(
         pk=session.pk, status=session.status, poll_attempts=session.poll_attempts
@@ -250,10 +250,10 @@ def _record_unchanged(
     else:
         with transaction.atomic():
             updated = unchanged.update(**changes)
-            if updated:
-                judge_inbound(
-                    confirms, valid=True, processed=True, answer=report, old_status=old_status, unless_processed=True
-                )
+            if updated and not judge_inbound(
+                confirms, valid=True, processed=True, answer=report, old_status=old_status, unless_processed=True
+            ):  # a run before this one processed the callback: this answer is recorded on its own
+                _answer_event(session, report, kind=Kind.POLL, source=source, applied=False).save(force_insert=True)
     if not updated:
         return False
     for field, value in changes.items():
