@@ -59,18 +59,7 @@ def apply_report(
             and report.status in VerificationSession.STATUS_RANK
             and VerificationSession.STATUS_RANK[report.status] > VerificationSession.STATUS_RANK[old_status]
         )
-        # The callback's row records the answer that confirmed it; an answer of its own when there
-        # is no callback, or when a run before this one processed it.
-        if confirms is None or not judge_inbound(
-            confirms,
-            valid=True,
-            processed=True,
-            answer=report,
-            old_status=old_status,
-            applied=moves_forward,
-            unless_processed=True,
-        ):
-            _answer_event(locked, report, kind=kind, source=source, applied=moves_forward, actor=actor).save()
+        _record_answer(locked, report, confirms, kind=kind, source=source, applied=moves_forward, actor=actor)
         if moves_forward:
             also = ("last_polled_at",) if polled else ()
             _transition(locked, report.status, source=source, now=now, report=report, actor=actor, also=also)
@@ -165,6 +154,32 @@ def _step_advances(session: VerificationSession, step: str) -> bool:
     return session.next_step not in order or order.index(step) > order.index(session.next_step)
 
 
+def _record_answer(
+    session: VerificationSession,
+    report: StatusReport,
+    confirms: VerificationEvent | None,
+    *,
+    kind: str,
+    source: str,
+    applied: bool,
+    actor: Any = None,
+) -> None:
+    """Record a provider's answer about ``session`` (its status as read before the answer): on the
+    callback it confirms, with its verdict; as an event of its own when there is no callback, or
+    when a run before this one processed it."""
+    if confirms is not None and judge_inbound(
+        confirms,
+        valid=True,
+        processed=True,
+        answer=report,
+        old_status=session.status,
+        applied=applied,
+        unless_processed=True,
+    ):
+        return
+    _answer_event(session, report, kind=kind, source=source, applied=applied, actor=actor).save(force_insert=True)
+
+
 def _answer_event(
     session: VerificationSession, report: StatusReport, *, kind: str, source: str, applied: bool, actor: Any = None
 ) -> VerificationEvent:
@@ -241,7 +256,6 @@ def _record_unchanged(
     }
     if (report.expires_at and report.expires_at != session.expires_at) or _step_advances(session, report.next_step):
         return False  # news (the provider's expiry, a step forward): recorded and saved by apply_report
-    old_status = session.status
     unchanged = VerificationSession.objects.filter(
         pk=session.pk, status=session.status, poll_attempts=session.poll_attempts
     )
@@ -250,10 +264,8 @@ def _record_unchanged(
     else:
         with transaction.atomic():
             updated = unchanged.update(**changes)
-            if updated and not judge_inbound(
-                confirms, valid=True, processed=True, answer=report, old_status=old_status, unless_processed=True
-            ):  # a run before this one processed the callback: this answer is recorded on its own
-                _answer_event(session, report, kind=Kind.POLL, source=source, applied=False).save(force_insert=True)
+            if updated:
+                _record_answer(session, report, confirms, kind=Kind.POLL, source=source, applied=False)
     if not updated:
         return False
     for field, value in changes.items():
