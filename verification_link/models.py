@@ -82,6 +82,11 @@ class VerificationSession(models.Model):
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.CREATED)
     next_step = models.CharField(_("next step"), max_length=16, choices=NextStep.choices, blank=True)
     result = models.JSONField(_("result"), default=dict, blank=True)
+    # The provider's own words, as it last sent them: its raw status value, its verdict
+    # (``providers.Verdict``) and its reason codes. The decision policy reads the verdict.
+    provider_status = models.CharField(_("provider status"), max_length=64, blank=True)
+    provider_verdict = models.CharField(_("provider verdict"), max_length=16, blank=True)
+    provider_reasons = models.JSONField(_("provider reasons"), default=list, blank=True)
     expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
 
@@ -222,6 +227,9 @@ class VerificationEvent(models.Model):
     processed = models.BooleanField(_("processed"), default=False)
     error = models.TextField(_("error"), blank=True)
     data = models.JSONField(_("data"), default=dict, blank=True)
+    # The provider's id of an authenticated delivery (Stripe ``evt_…``, ``webhook-id``): written
+    # once its signature verified, unique per provider alias, so a redelivery is processed once.
+    delivery_id = models.CharField(_("delivery id"), max_length=255, blank=True)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         verbose_name=_("actor"),
@@ -240,6 +248,11 @@ class VerificationEvent(models.Model):
             models.Index(fields=["session", "created_at"], name="vl_event_session"),
             models.Index(fields=["kind", "-created_at"], name="vl_event_kind"),
             models.Index(fields=["-created_at"], name="vl_event_created"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "delivery_id"], name="vl_event_delivery", condition=~Q(delivery_id="")
+            ),
         ]
 
     def __str__(self) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .models import VerificationSession
 from .providers import get_provider
+from .providers.types import Verdict
 
 Decision = VerificationSession.Decision
 Status = VerificationSession.Status
@@ -16,21 +17,35 @@ Status = VerificationSession.Status
 
 def default_decision_policy(session: VerificationSession) -> str:
     """
-    ========  ===========================================  =============
-    status    checks of the requested scopes                decision
-    ========  ===========================================  =============
-    DONE      every one passed                              ``approved``
-    DONE      any failed or missing                         ``review``
-    FAILED    (any)                                         ``rejected``
-    EXPIRED   (any)                                         undecided
-    CANCELED  (any)                                         undecided
-    ========  ===========================================  =============
+    The provider's own verdict (``session.provider_verdict``) comes first where it gave one;
+    the checks of the requested scopes decide where it did not (OOTO, Valify).
+
+    ========  ========================  ===========================================  =============
+    status    provider verdict          checks of the requested scopes                decision
+    ========  ========================  ===========================================  =============
+    FAILED    (any)                     (any)                                         ``rejected``
+    DONE      ``declined``              (any)                                         ``rejected``
+    DONE      ``review``/resubmission   (any)                                         ``review``
+    DONE      ``approved``              none failed                                   ``approved``
+    DONE      ``approved``              any failed                                    ``review``
+    DONE      none                      every one passed                              ``approved``
+    DONE      none                      any failed or missing                         ``review``
+    EXPIRED   (any)                     (any)                                         undecided
+    CANCELED  (any)                     (any)                                         undecided
+    ========  ========================  ===========================================  =============
     """
     if session.status == Status.FAILED:
         return Decision.REJECTED
     if session.status != Status.DONE:
         return Decision.UNDECIDED
+    verdict = session.provider_verdict
+    if verdict == Verdict.DECLINED:
+        return Decision.REJECTED
+    if verdict in (Verdict.REVIEW, Verdict.RESUBMISSION):
+        return Decision.REVIEW
     outcomes = get_provider(session.provider).scope_outcomes(session.scopes, session.result or {})
+    if verdict == Verdict.APPROVED:
+        return Decision.REVIEW if any(passed is False for passed in outcomes.values()) else Decision.APPROVED
     if outcomes and all(passed is True for passed in outcomes.values()):
         return Decision.APPROVED
     return Decision.REVIEW

@@ -5,13 +5,13 @@ biometric / special-category parts (``SENSITIVE_RESULT_KEYS``) for viewers witho
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from . import conf
 from .exceptions import ConfigurationError
 from .models import VerificationSession
 from .providers import get_provider
+from .providers.types import CheckRow
 
 SENSITIVE_PERMISSION = "verification_link.view_sensitive_result"
 REDACTED = "[hidden: needs the view_sensitive_result permission]"
@@ -37,28 +37,14 @@ def redact(result: Mapping[str, Any] | None, *, sensitive: bool, provider: str |
     return {key: value for key, value in result.items() if key not in hidden}
 
 
-@dataclass(frozen=True)
-class CheckRow:
-    scope: str
-    passed: bool | None
-    score: float | None
-    detail: str = ""
-
-
 def check_rows(session: VerificationSession) -> list[CheckRow]:
-    """One row per requested scope: passed/failed as the provider's own verdict, and the score."""
+    """The readable check rows of the session's result (``BaseProvider.check_rows``: by default
+    one per requested scope, passed as the provider judged it, and the score)."""
     result = session.result or {}
     try:
-        outcomes = get_provider(session.provider).scope_outcomes(session.scopes or [], result)
+        return get_provider(session.provider).check_rows(session.scopes or [], result)
     except ConfigurationError:  # alias removed from settings: still show what is stored
-        outcomes = dict.fromkeys(session.scopes or [])
-    rows = []
-    for scope, passed in outcomes.items():
-        part = result.get(scope) if isinstance(result.get(scope), Mapping) else {}
-        score = part.get("score", part.get("similarity"))
-        detail = f"template {part['templateId']}" if part.get("templateId") else ""
-        rows.append(CheckRow(scope, passed, score if isinstance(score, (int, float)) else None, detail))
-    return rows
+        return [CheckRow(scope, None, None) for scope in session.scopes or []]
 
 
 def quality_checks(result: Mapping[str, Any] | None) -> list[tuple[str, bool | None, Any]]:

@@ -345,7 +345,7 @@ def webhook_view(request: HttpRequest, provider: str, secret: str | None = None)
     if error:
         return _too_large(error)
     try:
-        backend.webhook_verifier().verify(request.headers, request.body, path_secret=secret)
+        delivery_id = backend.webhook_verifier().verify(request.headers, request.body, path_secret=secret)
     except WebhookRefused as exc:
         logger.warning("webhook %s for %r refused: %s", event.pk, provider, exc.check)
         services.judge_inbound(event, valid=False, error=exc.check)
@@ -357,7 +357,7 @@ def webhook_view(request: HttpRequest, provider: str, secret: str | None = None)
         return refusal
     # Authenticated now: the event, recorded with a prefix only, keeps what the provider allows of
     # the body, written with the verdict.
-    outcome = services.process_webhook(event, backend, payload, body=body)
+    outcome = services.process_webhook(event, backend, payload, body=body, delivery_id=delivery_id)
     return JsonResponse({"status": outcome}, status=200)
 
 

@@ -9,6 +9,18 @@ Nothing here trusts a request until one of the alias's secrets proves it. Scheme
   ``"sha256="``); several space-separated signatures may be sent (any one matching is enough).
 - ``"header"``: the shared secret itself in ``WEBHOOK_SECRET_HEADER``.
 - ``"path"``: the secret as the last URL segment (``webhook/<alias>/<secret>/``).
+- ``"timestamped"``: Stripe's scheme, also Persona's — ``WEBHOOK_SIGNATURE_HEADER`` holds
+  ``t=<unix seconds>,v1=<hex HMAC-SHA256 of f"{t}.{body}">``; several ``v1`` (and, during a
+  rotation, several space-separated ``t=…,v1=…`` groups) may be sent; ``t`` must lie within
+  ``WEBHOOK_TOLERANCE``.
+- ``"standard"``: Standard Webhooks 1.0 (https://www.standardwebhooks.com) — ``webhook-id``,
+  ``webhook-timestamp`` (within ``WEBHOOK_TOLERANCE``) and ``webhook-signature``: space-separated
+  ``v1,<base64 HMAC-SHA256 of f"{id}.{timestamp}.{body}">`` under the base64-decoded secret that
+  follows ``whsec_``. ``webhook-id`` is the delivery id that deduplicates.
+
+``verify`` returns the delivery id the scheme authenticated (``webhook-id``), or "". A provider
+whose scheme is its own subclasses ``WebhookVerifier`` (``BaseProvider.webhook_verifier_class``),
+adds its name to ``schemes`` and overrides ``authenticate`` and ``sign``.
 
 ``WEBHOOK_TIMESTAMP_HEADER`` (optional, any scheme) holds Unix seconds that must lie within
 ``WEBHOOK_TOLERANCE`` (±300 s) of now — a replayed or delayed request is refused.
@@ -21,17 +33,19 @@ the secret); the caller answers with a generic 4xx.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import logging
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import conf
 from .exceptions import WebhookAuthenticationError
 
-SCHEMES = ("hmac", "header", "path")
+SCHEMES = ("hmac", "header", "path", "timestamped", "standard")
 DEFAULTS: dict[str, Any] = {
     "WEBHOOK_AUTH": "hmac",
     "WEBHOOK_SECRETS": [],
@@ -46,6 +60,12 @@ DEFAULTS: dict[str, Any] = {
 MAX_TOLERANCE = 86400
 #: Unix seconds have 10 digits until the year 2286.
 MAX_TIMESTAMP_DIGITS = 12
+#: Longest delivery id kept (Standard Webhooks ids are short; a longer one is refused).
+MAX_DELIVERY_ID = 255
+#: Signature headers longer than this are refused before any parsing (a rotation sends a few).
+MAX_SIGNATURE_HEADER = 4096
+STANDARD_ID, STANDARD_TIMESTAMP, STANDARD_SIGNATURE = "webhook-id", "webhook-timestamp", "webhook-signature"
+STANDARD_SECRET_PREFIX = "whsec_"
 
 logger = logging.getLogger("verification_link.webhooks")
 
@@ -62,13 +82,16 @@ class WebhookRefused(WebhookAuthenticationError):
 class WebhookVerifier:
     """The webhook authentication of one provider alias (see the module docstring)."""
 
+    #: The ``WEBHOOK_AUTH`` values this class knows.
+    schemes: tuple[str, ...] = SCHEMES
+
     def __init__(self, alias: str, config: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> None:
         self.alias = alias
         merged = {**DEFAULTS, **(defaults or {}), **{k: v for k, v in config.items() if k.startswith("WEBHOOK_")}}
         #: What is wrong with the alias's settings (a message naming the exact key), or "": checked
         #: here, at use, because a server such as gunicorn runs no system checks. A guard that is
         #: misconfigured refuses every webhook of the alias rather than guessing.
-        self.config_error = _config_error(alias, merged)
+        self.config_error = _config_error(alias, merged, self.schemes)
         secrets = merged["WEBHOOK_SECRETS"]
         self._secrets: list[str] = [] if self.config_error else list(secrets or [])
         self.scheme = merged["WEBHOOK_AUTH"]
@@ -88,21 +111,32 @@ class WebhookVerifier:
 
     def verify(
         self, headers: Mapping[str, str], body: bytes, *, path_secret: str | None = None, now: float | None = None
-    ) -> None:
-        """Return if the request is authentic, else raise ``WebhookRefused``."""
+    ) -> str:
+        """Return the authenticated delivery id ("" where the scheme has none) if the request is
+        authentic, else raise ``WebhookRefused``."""
         if self.config_error:
             logger.error("webhooks of %r are refused: %s", self.alias, self.config_error)
             raise WebhookRefused("webhook settings invalid", status_code=403)
         if not self._secrets:
             raise WebhookRefused("no webhook secret configured", status_code=403)
+        if path_secret is not None and self.scheme != "path":
+            raise WebhookRefused("unexpected secret path segment")
+        return self.authenticate(headers, body, path_secret=path_secret, now=time.time() if now is None else now)
+
+    def authenticate(self, headers: Mapping[str, str], body: bytes, *, path_secret: str | None, now: float) -> str:
+        """The scheme's own check, once the settings and secrets are known good: the delivery id, or
+        raise ``WebhookRefused``. Subclasses with a scheme of their own override it."""
+        if self.scheme == "standard":
+            return self._standard(headers, body, now)
+        if self.scheme == "timestamped":
+            self._timestamped(headers, body, now)
+            return ""
         timestamp = self._check_timestamp(headers, now)
         if self.scheme == "path":
             if not path_secret:
                 raise WebhookRefused("missing secret path segment")
             if not _any_equal(path_secret, self._secrets):
                 raise WebhookRefused("wrong secret path segment")
-        elif path_secret is not None:
-            raise WebhookRefused("unexpected secret path segment")
         elif self.scheme == "header":
             given = headers.get(self.secret_header)
             if not given:
@@ -117,22 +151,85 @@ class WebhookVerifier:
             expected = [self.signature(secret, body, timestamp) for secret in self._secrets]
             if not any(_any_equal(candidate, expected) for candidate in candidates):
                 raise WebhookRefused(f"signature in {self.signature_header} does not match the body")
+        return ""
 
-    def _check_timestamp(self, headers: Mapping[str, str], now: float | None) -> str | None:
+    def _check_timestamp(self, headers: Mapping[str, str], now: float) -> str | None:
         if not self.timestamp_header:
             return None
-        raw = headers.get(self.timestamp_header)
+        return self.check_unix_seconds(headers.get(self.timestamp_header), self.timestamp_header, now)
+
+    def check_unix_seconds(self, raw: str | None, what: str, now: float) -> str:
+        """``raw`` if it is Unix seconds within the tolerance of ``now``, else ``WebhookRefused``
+        naming ``what`` (a header)."""
         if not raw:
-            raise WebhookRefused(f"missing {self.timestamp_header} header")
+            raise WebhookRefused(f"missing {what}")
         # ASCII digits only, and few of them: int() also takes "+5", " 5", "1_0" and other scripts'
         # digits, and 400 digits overflow the float arithmetic below (a 500 before authentication).
         if not (raw.isascii() and raw.isdigit() and len(raw) <= MAX_TIMESTAMP_DIGITS):
-            raise WebhookRefused(f"{self.timestamp_header} is not Unix seconds")
-        sent = int(raw)
-        now = time.time() if now is None else now
-        if abs(now - sent) > self.tolerance:
-            raise WebhookRefused(f"{self.timestamp_header} outside the ±{self.tolerance} s tolerance")
+            raise WebhookRefused(f"{what} is not Unix seconds")
+        if abs(now - int(raw)) > self.tolerance:
+            raise WebhookRefused(f"{what} outside the ±{self.tolerance} s tolerance")
         return raw
+
+    def _timestamped(self, headers: Mapping[str, str], body: bytes, now: float) -> None:
+        """Stripe's ``t=…,v1=…`` (Persona's too): any ``v1`` of any group matching its group's ``t``."""
+        header = self.signature_header
+        given = headers.get(header) or ""
+        if not given:
+            raise WebhookRefused(f"missing {header} header")
+        if len(given) > MAX_SIGNATURE_HEADER:
+            raise WebhookRefused(f"{header} too long")
+        groups = []
+        for group in given.split():
+            stamp, signatures = "", []
+            for item in group.split(","):
+                name, _, value = item.strip().partition("=")
+                if name == "t":
+                    stamp = value
+                elif name == "v1" and value:
+                    signatures.append(value)
+            if signatures:
+                groups.append((stamp, signatures))
+        if not groups:
+            raise WebhookRefused(f"no v1 signature in {header}")
+        matched_stamp = ""
+        for stamp, signatures in groups:
+            if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= MAX_TIMESTAMP_DIGITS):
+                continue
+            expected = [self.signature(secret, body, stamp) for secret in self._secrets]
+            if any(_any_equal(signature, expected) for signature in signatures):
+                matched_stamp = stamp
+                break
+        if not matched_stamp:
+            raise WebhookRefused(f"signature in {header} does not match the body")
+        # After the match, as Stripe's own verifier does: only a signed timestamp is judged.
+        self.check_unix_seconds(matched_stamp, f"t of {header}", now)
+
+    def _standard(self, headers: Mapping[str, str], body: bytes, now: float) -> str:
+        """Standard Webhooks 1.0: returns the authenticated ``webhook-id``."""
+        delivery_id = headers.get(STANDARD_ID) or ""
+        if not delivery_id:
+            raise WebhookRefused(f"missing {STANDARD_ID} header")
+        if len(delivery_id) > MAX_DELIVERY_ID or not delivery_id.isascii() or not delivery_id.isprintable():
+            raise WebhookRefused(f"{STANDARD_ID} is not a short printable id")
+        stamp = self.check_unix_seconds(headers.get(STANDARD_TIMESTAMP), f"{STANDARD_TIMESTAMP} header", now)
+        given = headers.get(STANDARD_SIGNATURE) or ""
+        if not given:
+            raise WebhookRefused(f"missing {STANDARD_SIGNATURE} header")
+        if len(given) > MAX_SIGNATURE_HEADER:
+            raise WebhookRefused(f"{STANDARD_SIGNATURE} too long")
+        candidates = [part[3:] for part in given.split() if part.startswith("v1,")]
+        expected = [self.standard_signature(secret, delivery_id, stamp, body) for secret in self._secrets]
+        if not any(_any_equal(candidate, expected) for candidate in candidates):
+            raise WebhookRefused(f"signature in {STANDARD_SIGNATURE} does not match the body")
+        return delivery_id
+
+    @staticmethod
+    def standard_signature(secret: str, delivery_id: str, timestamp: str | int, body: bytes) -> str:
+        """Base64 HMAC-SHA256 of ``f"{id}.{timestamp}.{body}"`` under the decoded ``whsec_`` secret."""
+        message = f"{delivery_id}.{timestamp}.".encode() + body
+        digest = hmac.new(_standard_key(secret), message, hashlib.sha256).digest()
+        return base64.b64encode(digest).decode()
 
     def signature(self, secret: str, body: bytes, timestamp: str | int | None = None) -> str:
         """The signature of ``body`` (with ``timestamp`` when the scheme signs one) under ``secret``."""
@@ -145,6 +242,16 @@ class WebhookVerifier:
         secret = secret if secret is not None else self._secrets[0]
         headers: dict[str, str] = {}
         stamp: str | None = None
+        if self.scheme in ("standard", "timestamped"):
+            stamp = str(int(time.time()) if timestamp is None else timestamp)
+            if self.scheme == "timestamped":
+                return {self.signature_header: f"t={stamp},v1={self.signature(secret, body, stamp)}"}
+            delivery_id = f"msg_{uuid.uuid4().hex}"
+            return {
+                STANDARD_ID: delivery_id,
+                STANDARD_TIMESTAMP: stamp,
+                STANDARD_SIGNATURE: "v1," + self.standard_signature(secret, delivery_id, stamp, body),
+            }
         if self.timestamp_header:
             stamp = str(int(time.time()) if timestamp is None else timestamp)
             headers[self.timestamp_header] = stamp
@@ -178,7 +285,7 @@ class WebhookVerifier:
         return []
 
 
-def _config_error(alias: str, merged: Mapping[str, Any]) -> str:
+def _config_error(alias: str, merged: Mapping[str, Any], schemes: Sequence[str] = SCHEMES) -> str:
     """What makes the alias's webhook settings unusable, naming the exact key; "" when they are fine.
     Never the values: they may be secrets."""
 
@@ -191,8 +298,14 @@ def _config_error(alias: str, merged: Mapping[str, Any]) -> str:
         isinstance(secrets, (list, tuple)) and all(isinstance(secret, str) and secret for secret in secrets)
     ):
         return f"{key('WEBHOOK_SECRETS')} must be a list of non-empty strings"
-    if merged["WEBHOOK_AUTH"] not in SCHEMES:
-        return f"{key('WEBHOOK_AUTH')} must be one of {', '.join(SCHEMES)}"
+    if merged["WEBHOOK_AUTH"] not in schemes:
+        return f"{key('WEBHOOK_AUTH')} must be one of {', '.join(schemes)}"
+    if merged["WEBHOOK_AUTH"] == "standard":
+        for secret in secrets or ():
+            try:
+                _standard_key(secret)
+            except ValueError:
+                return f"{key('WEBHOOK_SECRETS')} must hold Standard Webhooks secrets ('whsec_' and base64)"
     if merged["WEBHOOK_SIGNATURE_ENCODING"] not in ("hex", "base64"):
         return f"{key('WEBHOOK_SIGNATURE_ENCODING')} must be 'hex' or 'base64'"
     tolerance = merged["WEBHOOK_TOLERANCE"]
@@ -208,6 +321,19 @@ def _config_error(alias: str, merged: Mapping[str, Any]) -> str:
     if merged["WEBHOOK_SIGNATURE_PREFIX"] is not None and not isinstance(merged["WEBHOOK_SIGNATURE_PREFIX"], str):
         return f"{key('WEBHOOK_SIGNATURE_PREFIX')} must be a string"
     return ""
+
+
+def _standard_key(secret: str) -> bytes:
+    """The key of a Standard Webhooks secret: the base64 after ``whsec_`` (the prefix optional, as
+    the reference libraries take it). ``ValueError`` when it is not base64."""
+    encoded = secret[len(STANDARD_SECRET_PREFIX) :] if secret.startswith(STANDARD_SECRET_PREFIX) else secret
+    try:
+        key = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("not base64") from None
+    if not key:
+        raise ValueError("empty key")
+    return key
 
 
 def _bytes(text: str) -> bytes:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
+from json import dumps
 from typing import TYPE_CHECKING, Any, ClassVar
-from uuid import UUID
+from urllib.parse import urlencode
 
 import requests
 from django.conf import settings
@@ -31,78 +31,23 @@ from ..exceptions import (
 from ..jsonbody import parse_json
 from ..jsonbody import storable as storable  # re-exported: where it lived before jsonbody.py
 from ..webhooks import WebhookVerifier
+from .types import CheckRow, CreatedSession, CreateRequest, StatusReport, Verdict, WebhookReport
 
 if TYPE_CHECKING:
     from ..models import VerificationSession
 
 logger = logging.getLogger("verification_link.providers")
 
-
-@dataclass(frozen=True)
-class CreateRequest:
-    """What the app asks a provider for when it starts a session."""
-
-    session_id: UUID
-    scopes: list[str]
-    metadata: dict[str, Any]
-    callback_url: str
-    return_url: str
-    ttl: int
-    reference: str = ""
-
-    def __repr__(self) -> str:  # the callback URL carries the session's secret; metadata is the site's
-        return f"CreateRequest(session_id={self.session_id!r}, scopes={self.scopes!r}, ttl={self.ttl!r})"
-
-
-@dataclass(frozen=True)
-class CreatedSession:
-    """What the provider answered to a create: the hand-off link and the handles to find it again."""
-
-    url: str
-    token: str
-    external_id: str = ""
-    expires_at: datetime | None = None
-
-    def __repr__(self) -> str:  # the url and token are bearer secrets
-        return f"CreatedSession(external_id={self.external_id!r}, expires_at={self.expires_at!r})"
-
-
-@dataclass(frozen=True)
-class StatusReport:
-    """An authenticated statement of a session's state, already mapped to our vocabulary."""
-
-    status: str
-    next_step: str = ""
-    expires_at: datetime | None = None
-    result: dict[str, Any] = field(default_factory=dict)
-
-    def __repr__(self) -> str:  # the result holds biometric and identity data: only its top-level keys
-        return (
-            f"StatusReport(status={self.status!r}, next_step={self.next_step!r}, "
-            f"expires_at={self.expires_at!r}, result_keys={sorted(map(str, self.result))!r})"
-        )
-
-    def summary(self) -> dict[str, Any]:
-        """What is safe to keep in the audit trail for every answer (no result payload)."""
-        return {
-            "status": self.status,
-            "next_step": self.next_step,
-            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
-        }
-
-
-@dataclass(frozen=True)
-class WebhookReport:
-    """What an authenticated webhook says: the session's handles, and the report — ``None`` when
-    the outcome value is unknown (``raw_status`` keeps it for the audit trail)."""
-
-    token: str = ""
-    reference: str = ""
-    report: StatusReport | None = None
-    raw_status: str = ""
-
-    def __repr__(self) -> str:  # the token is the hand-off link's secret
-        return f"WebhookReport(reference={self.reference!r}, report={self.report!r}, raw_status={self.raw_status!r})"
+__all__ = [
+    "BaseProvider",
+    "CheckRow",
+    "CreateRequest",
+    "CreatedSession",
+    "StatusReport",
+    "Verdict",
+    "WebhookReport",
+    "storable",
+]
 
 
 class BaseProvider:
@@ -135,6 +80,16 @@ class BaseProvider:
     #: defaults of its webhook authentication (see ``verification_link.webhooks``).
     receives_webhooks: ClassVar[bool] = False
     webhook_defaults: ClassVar[Mapping[str, Any]] = {}
+    #: The class that authenticates this provider's webhooks: ``WebhookVerifier`` with the
+    #: alias's ``WEBHOOK_*`` settings, or a subclass where the provider's scheme is its own.
+    webhook_verifier_class: ClassVar[type[WebhookVerifier]] = WebhookVerifier
+    #: Whether ``cancel_session`` cancels at the provider (else a cancel is local only), and
+    #: whether ``redact_session`` deletes the provider's copy of the identity data.
+    supports_cancel: ClassVar[bool] = False
+    supports_redaction: ClassVar[bool] = False
+    #: Setting → (live prefix, test prefix) of keys whose prefix tells the mode (``sk_live_`` /
+    #: ``sk_test_``): a live key with ``DEBUG`` on, or a test key with it off, is warned about.
+    key_prefixes: ClassVar[Mapping[str, tuple[str, str]]] = {}
     #: Connection pool size of the shared ``requests.Session`` (threads polling at once).
     pool_size: ClassVar[int] = 32
 
@@ -251,6 +206,36 @@ class BaseProvider:
                     id="verification_link.W002",
                 )
             )
+        messages.extend(cls.key_mode_warnings(alias, config))
+        return messages
+
+    @classmethod
+    def key_mode_warnings(cls, alias: str, config: Mapping[str, Any]) -> list[CheckMessage]:
+        """W005: a live key while ``DEBUG`` is on (a developer's machine moving real people's
+        data); W006: a test key with ``DEBUG`` off (production verifying nobody). By
+        ``key_prefixes``; never the key itself in the message."""
+        messages: list[CheckMessage] = []
+        for name, (live, test) in cls.key_prefixes.items():
+            value = config.get(name)
+            if not isinstance(value, str) or not value:
+                continue
+            key = conf.key_path("PROVIDERS", alias, name)
+            if settings.DEBUG and live and value.startswith(live):
+                messages.append(
+                    CheckWarning(
+                        f"{key} is a live {cls.display_name} key while DEBUG is on.",
+                        hint=f"Use a test key (it starts with {test!r}) for development.",
+                        id="verification_link.W005",
+                    )
+                )
+            elif not settings.DEBUG and test and value.startswith(test):
+                messages.append(
+                    CheckWarning(
+                        f"{key} is a test {cls.display_name} key while DEBUG is off: nobody is really verified.",
+                        hint=f"Use a live key (it starts with {live!r}) in production.",
+                        id="verification_link.W006",
+                    )
+                )
         return messages
 
     # -- the operations a provider implements ---------------------------------------------------
@@ -263,7 +248,25 @@ class BaseProvider:
         raise NotImplementedError(f"{self.display_name} has no status endpoint")
 
     def cancel_session(self, session: VerificationSession) -> None:
-        """Cancel at the provider where it can; the default is a local cancel only."""
+        """Cancel at the provider where it can (``supports_cancel``); the default is a local cancel
+        only."""
+
+    def redact_session(self, session: VerificationSession) -> None:
+        """Delete the provider's copy of the session's identity data (Stripe redact, Persona
+        redact, Onfido applicant delete, …) where the provider has an API for it
+        (``supports_redaction``); raises ``NotImplementedError`` where it has none."""
+        raise NotImplementedError(f"{self.display_name} has no redaction API")
+
+    def check_rows(self, scopes: Iterable[str], result: Mapping[str, Any]) -> list[CheckRow]:
+        """The readable check rows of a result (document, liveness, face match, …): by default one
+        per requested scope, passed as ``scope_outcomes`` says, with the part's score."""
+        rows = []
+        for scope, passed in self.scope_outcomes(scopes, result).items():
+            part = result.get(scope) if isinstance(result.get(scope), Mapping) else {}
+            score = part.get("score", part.get("similarity"))
+            detail = f"template {part['templateId']}" if part.get("templateId") else ""
+            rows.append(CheckRow(scope, passed, score if isinstance(score, (int, float)) else None, detail))
+        return rows
 
     def scope_outcomes(self, scopes: Iterable[str], result: Mapping[str, Any]) -> dict[str, bool | None]:
         """Per requested scope: passed (True), failed (False), or unknown (None, e.g. missing)."""
@@ -301,7 +304,7 @@ class BaseProvider:
 
     def webhook_verifier(self) -> WebhookVerifier:
         """This alias's webhook authentication (its own secrets: several accounts stay apart)."""
-        return WebhookVerifier(self.alias, self._config, self.webhook_defaults)
+        return self.webhook_verifier_class(self.alias, self._config, self.webhook_defaults)
 
     def parse_webhook(self, payload: Mapping[str, Any]) -> WebhookReport:
         """Read an *authenticated* webhook body: which session, and what it reports."""
@@ -311,6 +314,12 @@ class BaseProvider:
 
     def auth_headers(self) -> dict[str, str]:
         return {}
+
+    def request_headers(self, method: str, path: str, body: bytes) -> dict[str, str]:
+        """The headers of one request: ``auth_headers`` by default. A provider that signs each
+        request (Sumsub, Veriff) overrides it: ``path`` is the path with its query string as sent,
+        ``body`` the exact bytes sent."""
+        return self.auth_headers()
 
     def error_code(self, body: Any) -> str | int | None:
         """The provider's own error code in an error body, if it sends one."""
@@ -323,26 +332,39 @@ class BaseProvider:
         *,
         operation: str,
         json: Any = None,
+        form: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None,
         params: Mapping[str, str] | None = None,
         timeout: float | tuple[float, float] | None = None,
     ) -> Any:
         """Send one request and return its decoded JSON, or raise the typed error.
 
-        ``operation`` names the call in errors and logs instead of the URL, because some URLs carry
-        a bearer token. Exceptions are raised ``from None``: the chained ``requests`` error would
-        print the URL (and so the token) in every traceback.
+        The body is ``json`` (JSON) or ``form`` (``application/x-www-form-urlencoded``: Stripe),
+        encoded here so that ``request_headers`` signs exactly the bytes sent. ``operation`` names
+        the call in errors and logs instead of the URL, because some URLs carry a bearer token.
+        Exceptions are raised ``from None``: the chained ``requests`` error would print the URL
+        (and so the token) in every traceback.
         """
+        if params:
+            path = f"{path}?{urlencode(params)}"
         url = self.base_url + path
         connect, read = self.timeout
         if timeout is not None:
             connect, read = timeout if isinstance(timeout, tuple) else (min(connect, timeout), timeout)
+        headers: dict[str, str] = {}
+        body = b""
+        if json is not None:
+            body = dumps(json, ensure_ascii=False, allow_nan=False).encode()
+            headers["Content-Type"] = "application/json"
+        elif form is not None:
+            body = urlencode(list(form.items()) if isinstance(form, Mapping) else list(form)).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        headers.update(self.request_headers(method, path, body))
         try:
             response = self.http.request(
                 method,
                 url,
-                json=json,
-                params=params,
-                headers=self.auth_headers(),
+                data=body or None,
+                headers=headers,
                 timeout=(connect, read),
                 allow_redirects=False,
             )

@@ -107,6 +107,42 @@ def _decide(session: VerificationSession) -> str:
     return decision
 
 
+#: The session fields that keep the provider's own words (``StatusReport.provider_status``,
+#: ``verdict``, ``reasons``).
+PROVIDER_WORDS = ("provider_status", "provider_verdict", "provider_reasons")
+
+
+def take_provider_words(session: VerificationSession, report: StatusReport) -> list[str]:
+    """Copy what the report says in the provider's own words (its raw status, verdict and reason
+    codes) onto the session, in memory; returns the fields that changed. A report that says
+    nothing of them (a provider without them, an unsigned hint) changes nothing."""
+    changed = []
+    if report.provider_status and report.provider_status != session.provider_status:
+        session.provider_status = report.provider_status[:64]
+        changed.append("provider_status")
+    if report.provider_status or report.verdict:
+        if report.verdict != session.provider_verdict:
+            session.provider_verdict = report.verdict
+            changed.append("provider_verdict")
+        reasons = [str(reason)[:200] for reason in report.reasons[:50]]
+        if reasons != list(session.provider_reasons or []):
+            session.provider_reasons = reasons
+            changed.append("provider_reasons")
+    return changed
+
+
+def provider_words_differ(session: VerificationSession, report: StatusReport) -> bool:
+    """Whether ``take_provider_words`` would change the session (without changing it)."""
+    if not (report.provider_status or report.verdict):
+        return False
+    reasons = [str(reason)[:200] for reason in report.reasons[:50]]
+    return (
+        (bool(report.provider_status) and report.provider_status[:64] != session.provider_status)
+        or report.verdict != session.provider_verdict
+        or reasons != list(session.provider_reasons or [])
+    )
+
+
 def _move(
     session: VerificationSession,
     new_status: str,
@@ -130,6 +166,7 @@ def _move(
             session.expires_at = report.expires_at
         if report.result:
             session.result = _stored_result(report.result)
+        take_provider_words(session, report)
     final = session.is_final
     if final:
         session.finished_at = now
@@ -173,6 +210,7 @@ def _move(
 MOVED_FIELDS = (
     *("status", "next_step", "expires_at", "result", "finished_at", "url"),
     *("next_poll_at", "poll_attempts", "updated_at", "decision", "reviewed_at"),
+    *PROVIDER_WORDS,
 )
 
 

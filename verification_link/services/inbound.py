@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from collections.abc import Mapping
+from contextlib import suppress
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from typing import Any
 
 from django.core.cache import cache
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
@@ -21,7 +24,7 @@ from ..exceptions import ConfigurationError, ProviderError
 from ..jsonbody import InvalidJSON, parse_json, storable
 from ..models import VerificationEvent, VerificationSession
 from ..providers import get_provider
-from .common import KeptBody, Kind, judge_inbound, logger
+from .common import PROVIDER_WORDS, KeptBody, Kind, judge_inbound, logger
 from .reports import _refresh, apply_report, refresh_session
 
 #: Headers kept with a recorded inbound request; never cookies or authorization.
@@ -35,6 +38,7 @@ RECORDED_HEADERS = ("Content-Type", "Content-Length", "User-Agent", "X-Forwarded
 CALLBACK_SESSION_FIELDS = (
     *("id", "provider", "token", "external_id", "reference"),
     *("status", "next_step", "scopes", "poll_attempts", "expires_at", "last_polled_at"),
+    *PROVIDER_WORDS,
 )
 
 
@@ -296,34 +300,85 @@ def refresh_on_return(session: VerificationSession, *, timeout: float | None = N
 
 
 def process_webhook(
-    event: VerificationEvent, backend: Any, payload: Mapping[str, Any], *, body: bytes | None = None
+    event: VerificationEvent,
+    backend: Any,
+    payload: Mapping[str, Any],
+    *,
+    body: bytes | None = None,
+    delivery_id: str = "",
 ) -> str:
     """Act on a recorded, *authenticated* webhook: find the session by the provider's handles, map
-    the outcome, apply it. Returns what happened — ``processed``, ``already final``, ``unknown
-    session``, ``unknown status`` — each recorded on the event; only ``processed`` changes state.
+    the outcome, apply it. Returns what happened — ``processed``, ``already processed`` (a delivery
+    id seen before), ``already final``, ``ignored`` (an event type that says nothing of a state),
+    ``unknown session``, ``unknown status`` — each recorded on the event; only ``processed``
+    changes state.
+
+    ``delivery_id``: the id the signature scheme authenticated (``webhook-id``); else the one the
+    body names (``WebhookReport.delivery_id``). Written on the event once, unique per alias: a
+    redelivery finds it taken and changes nothing. A body that is only a hint
+    (``WebhookReport.pull``) is confirmed by asking the provider; the answer is applied instead.
+    Out-of-order deliveries never move a session back: status only moves forward.
 
     ``body``: the raw body, now authenticated. The event, recorded with a prefix only, then keeps
     what the provider allows of it (``kept_webhook_body``), written with the verdict."""
     kept = kept_webhook_body(backend, payload, body) if body is not None else None
     parsed = backend.parse_webhook(payload)
-    handles = Q()
-    if parsed.token:
-        handles |= Q(token=parsed.token)
-    if parsed.reference:
-        handles |= Q(reference=parsed.reference)
-    session = VerificationSession.objects.filter(handles, provider=backend.alias).first() if handles else None
+    delivery_id = (delivery_id or parsed.delivery_id)[:255]
+    if delivery_id and not _claim_delivery(event, delivery_id):
+        judge_inbound(event, valid=True, processed=True, error="already processed", body=kept)
+        return "already processed"
+    if parsed.ignored:
+        judge_inbound(event, valid=True, processed=True, error="ignored event type", body=kept)
+        return "ignored"
+    session = _session_for_webhook(backend.alias, parsed)
     if session is None:
         judge_inbound(event, valid=True, processed=True, error="unknown session", body=kept)
         return "unknown session"
     # Attached before anything is applied: a failure below still leaves the webhook on its session.
     VerificationEvent.objects.filter(pk=event.pk).update(session=session)
-    if parsed.report is None:
+    if parsed.report is None and not parsed.pull:
         error = f"unknown status value {parsed.raw_status!r}"
         judge_inbound(event, valid=True, processed=True, error=error, body=kept, session=session)
         return "unknown status"
     if session.is_final:
         judge_inbound(event, valid=True, processed=True, body=kept, session=session)
         return "already final"
-    apply_report(session, parsed.report, source=VerificationEvent.Source.WEBHOOK)
+    if parsed.pull:
+        refresh_session(session, source=VerificationEvent.Source.WEBHOOK)
+    else:
+        assert parsed.report is not None
+        apply_report(session, parsed.report, source=VerificationEvent.Source.WEBHOOK)
     judge_inbound(event, valid=True, processed=True, body=kept, session=session)
     return "processed"
+
+
+def _claim_delivery(event: VerificationEvent, delivery_id: str) -> bool:
+    """Write the delivery id on the event, unless another event of the alias holds it already
+    (the unique constraint decides, so two deliveries racing each other cannot both win)."""
+    if VerificationEvent.objects.filter(provider=event.provider, delivery_id=delivery_id).exists():
+        return False
+    try:
+        with transaction.atomic():
+            VerificationEvent.objects.filter(pk=event.pk).update(delivery_id=delivery_id)
+    except IntegrityError:
+        return False
+    event.delivery_id = delivery_id
+    return True
+
+
+def _session_for_webhook(alias: str, parsed: Any) -> VerificationSession | None:
+    """The alias's session that the webhook names by any of its handles (our id only where it is
+    one: the body is authenticated, but a malformed id must not reach the database as a UUID)."""
+    handles = Q()
+    if parsed.token:
+        handles |= Q(token=parsed.token)
+    if parsed.reference:
+        handles |= Q(reference=parsed.reference)
+    if parsed.external_id:
+        handles |= Q(external_id=parsed.external_id)
+    if parsed.session_id:
+        with suppress(ValueError):
+            handles |= Q(pk=uuid.UUID(str(parsed.session_id)))
+    if not handles:
+        return None
+    return VerificationSession.objects.filter(handles, provider=alias).first()

@@ -14,6 +14,7 @@ from ..exceptions import ProviderError
 from ..models import VerificationEvent, VerificationSession
 from ..providers import StatusReport, get_provider
 from .common import (
+    PROVIDER_WORDS,
     Kind,
     SessionRef,
     _is_user,
@@ -23,6 +24,8 @@ from .common import (
     judge_inbound,
     logger,
     poll_interval,
+    provider_words_differ,
+    take_provider_words,
 )
 
 
@@ -73,6 +76,10 @@ def apply_report(
             if report.status == old_status and _step_advances(locked, report.next_step):
                 locked.next_step = report.next_step
                 fields.append("next_step")
+            if report.status == old_status:
+                # Same status, new words (Persona "needs_review", Veriff "resubmission_requested"):
+                # kept for staff and the policy; an older status says nothing new.
+                fields.extend(take_provider_words(locked, report))
             # A callback says the provider is moving: its answer restarts the back-off.
             _schedule_next_poll(locked, now, moved=confirms is not None)
             locked.save(update_fields=fields)
@@ -242,6 +249,8 @@ def _record_unchanged(
         report.status != session.status
         or session.is_final
         or {"poll_attempts", "expires_at", "next_step", "scopes"} & session.get_deferred_fields()
+        or ((report.provider_status or report.verdict) and set(PROVIDER_WORDS) & session.get_deferred_fields())
+        or provider_words_differ(session, report)
     ):
         return False
     # A callback says the provider is moving (the user is in the flow): the back-off starts over, so

@@ -21,7 +21,7 @@ from ..exceptions import ConfigurationError, ProviderError
 from ..logsafe import failure_text
 from ..models import VerificationEvent, VerificationSession
 from ..providers import load_backend
-from .common import Kind, SessionRef, Status, _move, _pk, logger, take_write_lock
+from .common import PROVIDER_WORDS, Kind, SessionRef, Status, _move, _pk, logger, take_write_lock
 from .reports import _refresh
 
 
@@ -69,7 +69,10 @@ def _locking(queryset: Any) -> Any:
 #: What a refresh reads of a session before it locks the row itself (``_refresh``: the provider,
 #: the token to ask about, and what an unchanged answer is compared with). The sweeps load only
 #: these, a batch at a time: a query per batch instead of one per session.
-_REFRESH_FIELDS = ("pk", "provider", "token", "status", "next_step", "scopes", "poll_attempts", "expires_at")
+_REFRESH_FIELDS = (
+    *("pk", "provider", "token", "external_id", "status", "next_step", "scopes", "poll_attempts", "expires_at"),
+    *PROVIDER_WORDS,
+)
 
 
 def claim_due_sessions(*, now: datetime | None = None, limit: int | None = None) -> list[VerificationSession]:
