@@ -41,7 +41,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from .credentials import sandbox_credentials
+from .credentials import EMULATOR_CREDENTIALS, sandbox_credentials
 
 SETTING_NAME = "VERIFICATION_LINK_SANDBOX"
 
@@ -65,6 +65,11 @@ DEFAULTS: dict[str, Any] = {
     "VALIFY_REDIRECT_KEY": "redirect_url",
     "CALLBACK_TIMEOUT": 5,
     "CALLBACK_SYNC": False,
+    # The hosted-provider emulators (Stripe Identity, Persona, …): their credentials, and where
+    # each posts its account-level webhooks — emulator name → URL (absolute, or a path on this
+    # site); by default the site's ``webhook/sandbox_<name>/``.
+    **dict.fromkeys(EMULATOR_CREDENTIALS, DERIVED),
+    "WEBHOOK_URLS": {},
 }
 
 

@@ -24,8 +24,26 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+#: The emulators' credentials: name → the prefix the real provider's keys carry (so that the
+#: package's key-mode checks see a test key, as with a real sandbox account).
+EMULATOR_CREDENTIALS = {
+    "STRIPE_IDENTITY_API_KEY": "sk_test_",
+    "STRIPE_IDENTITY_WEBHOOK_SECRET": "whsec_",
+    "PERSONA_API_KEY": "persona_sandbox_",
+    "PERSONA_WEBHOOK_SECRET": "wbhsec_",
+    "ONFIDO_API_TOKEN": "api_sandbox.",
+    "ONFIDO_WEBHOOK_SECRET": "",
+    "VERIFF_API_KEY": "",
+    "VERIFF_SHARED_SECRET": "",
+    "SUMSUB_APP_TOKEN": "sbx:",
+    "SUMSUB_SECRET_KEY": "",
+    "SUMSUB_WEBHOOK_SECRET": "",
+    "DIDIT_API_KEY": "",
+    "DIDIT_WEBHOOK_SECRET": "",
+}
+
 #: The settings of ``VERIFICATION_LINK_SANDBOX`` whose default is derived, in this order.
-CREDENTIAL_NAMES = ("OOTO_APP_ID", "OOTO_APP_KEY", "VALIFY_API_KEY", "VALIFY_WEBHOOK_SECRET")
+CREDENTIAL_NAMES = ("OOTO_APP_ID", "OOTO_APP_KEY", "VALIFY_API_KEY", "VALIFY_WEBHOOK_SECRET", *EMULATOR_CREDENTIALS)
 
 #: Hex digits kept: 160 bits for the secrets; the app id is an identifier, shorter and recognizable.
 SECRET_LENGTH = 40
@@ -34,7 +52,7 @@ APP_ID_PREFIX = "sandbox-"
 
 
 class SandboxCredentials(dict[str, str]):
-    """The four values by name (a plain ``dict`` otherwise), never shown in a repr: a settings
+    """The values by name (a plain ``dict`` otherwise), never shown in a repr: a settings
     module printed for debugging, or a log line that formats it, must not reveal them."""
 
     def __repr__(self) -> str:
@@ -52,10 +70,13 @@ def derive(secret_key: str | bytes, name: str) -> str:
 
 
 def sandbox_credentials(secret_key: str | bytes) -> SandboxCredentials:
-    """``{"OOTO_APP_ID", "OOTO_APP_KEY", "VALIFY_API_KEY", "VALIFY_WEBHOOK_SECRET"}`` of the site
-    whose ``SECRET_KEY`` is ``secret_key``: the defaults the sandbox accepts and signs with."""
+    """Every ``CREDENTIAL_NAMES`` value of the site whose ``SECRET_KEY`` is ``secret_key``: the
+    defaults the sandbox accepts and signs with (``OOTO_APP_ID``, …, ``STRIPE_IDENTITY_API_KEY``)."""
     values = SandboxCredentials()
     for name in CREDENTIAL_NAMES:
         digest = derive(secret_key, name)
-        values[name] = APP_ID_PREFIX + digest[:APP_ID_LENGTH] if name == "OOTO_APP_ID" else digest[:SECRET_LENGTH]
+        if name == "OOTO_APP_ID":
+            values[name] = APP_ID_PREFIX + digest[:APP_ID_LENGTH]
+        else:
+            values[name] = EMULATOR_CREDENTIALS.get(name, "") + digest[:SECRET_LENGTH]
     return values

@@ -184,3 +184,38 @@ class SandboxValifySession(models.Model):
             "completed_at": format_expires_at(self.completed_at or timezone.now()),
             "result": build_result(self.status, self.reason or None),
         }
+
+
+class SandboxHostedSession(models.Model):
+    """A session of one of the hosted-provider emulators (Stripe Identity, Persona, Onfido, Veriff,
+    Sumsub, Didit; :mod:`verification_link.sandbox.hosted`), in the emulator's own vocabulary.
+
+    ``external_id`` is the provider's id of the session (``vs_…``, ``inq_…``), ``page_secret`` the
+    bearer token in the hosted page's URL, ``status`` the provider's own status value, ``request``
+    what the create call sent (the emulator's API reads its reference and metadata back from it).
+    """
+
+    emulator = models.CharField(_("emulator"), max_length=32)
+    external_id = models.CharField(_("provider id"), max_length=64, unique=True)
+    page_secret = models.CharField(_("page secret"), max_length=64, unique=True, default=new_token, editable=False)
+    status = models.CharField(_("provider status"), max_length=40)
+    outcome = models.CharField(_("picked outcome"), max_length=32, blank=True)
+    reason = models.CharField(_("reason"), max_length=64, blank=True)
+    request = models.JSONField(_("create request"), default=dict, blank=True)
+    return_url = models.CharField(_("return URL"), max_length=2048, blank=True)
+    deliveries = models.PositiveIntegerField(_("webhooks sent"), default=0)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
+    completed_at = models.DateTimeField(_("completed at"), null=True, blank=True)
+    redacted_at = models.DateTimeField(_("redacted at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("sandbox hosted session")
+        verbose_name_plural = _("sandbox hosted sessions")
+        indexes = [models.Index(fields=["emulator", "created_at"], name="vl_sandbox_hosted_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.emulator} {self.external_id} ({self.status})"
+
+    def __repr__(self) -> str:  # never the page secret
+        return f"<SandboxHostedSession {self.emulator} {self.external_id} status={self.status!r}>"
