@@ -50,8 +50,16 @@ class ProviderContract:
     WEBHOOK_PULLS = False
     #: The create endpoint (method, URL), for the error-mapping tests.
     CREATE_ENDPOINT: tuple[str, str] = ("POST", "")
-    #: The header whose absence must refuse a webhook.
+    #: The header whose absence must refuse a webhook ("": the scheme has none, e.g. a path secret).
     SIGNATURE_HEADER = ""
+    #: The answers of an accepted delivery (OOTO's callback: 202, then 200 once final).
+    ACCEPTED_CODES: tuple[int, ...] = (200,)
+    #: Whether several secrets can be configured side by side (a rotation).
+    ROTATES = True
+    #: Whether the provider gives its own verdict and reasons (OOTO, Valify: the checks decide).
+    HAS_VERDICT = True
+    #: Whether ``provider_status`` is kept (OOTO's statuses are ours one to one: nothing to keep).
+    KEEPS_PROVIDER_STATUS = True
 
     # -- what a subclass provides ---------------------------------------------------------------
 
@@ -130,16 +138,23 @@ class ProviderContract:
             session = services.start_verification(user=user, provider=self.ALIAS)
         return session
 
-    def post_webhook(self, client, body: bytes, headers: dict[str, str]):
+    def inbound_url(self, session: VerificationSession, secret: str | None = None) -> str:
+        """Where the provider posts (``secret``: the one the delivery is signed with, for
+        providers whose secret is in the URL)."""
+        return f"/verify/webhook/{self.ALIAS}/"
+
+    def post_webhook(self, client, body: bytes, headers: dict[str, str], url: str | None = None):
         meta = {_meta_key(name): value for name, value in headers.items()}
-        return client.generic("POST", f"/verify/webhook/{self.ALIAS}/", body, content_type="application/json", **meta)
+        url = url or f"/verify/webhook/{self.ALIAS}/"
+        return client.generic("POST", url, body, content_type="application/json", **meta)
 
     def deliver(self, client, rsps, session, outcome, commit, **signing):
         if self.WEBHOOK_PULLS:
+            rsps.reset()
             self.mock_status(rsps, session, outcome)
         body, headers = self.webhook(session, outcome, **signing)
         with commit():
-            return self.post_webhook(client, body, headers)
+            return self.post_webhook(client, body, headers, self.inbound_url(session, signing.get("secret")))
 
     # -- create -----------------------------------------------------------------------------------
 
@@ -151,8 +166,10 @@ class ProviderContract:
 
     @pytest.mark.parametrize(
         ("status", "error"),
-        [(401, ProviderAuthError), (403, ProviderAuthError), (422, ProviderRejected), (400, ProviderRejected)]
-        + [(500, ProviderUnavailable), (503, ProviderUnavailable)],
+        [
+            *((401, ProviderAuthError), (403, ProviderAuthError), (422, ProviderRejected), (400, ProviderRejected)),
+            *((500, ProviderUnavailable), (503, ProviderUnavailable)),
+        ],
     )
     def test_create_error_mapping(self, rsps, user, status, error):
         method, url = self.CREATE_ENDPOINT
@@ -172,32 +189,36 @@ class ProviderContract:
 
     def test_webhook_approved_finishes_once(self, client, rsps, started, signal_log, commit):
         response = self.deliver(client, rsps, started, APPROVED, commit)
-        assert response.status_code == 200, response.content
+        assert response.status_code in self.ACCEPTED_CODES, response.content
         started.refresh_from_db()
         assert started.status == Status.DONE
         assert started.decision == VerificationSession.Decision.APPROVED
-        assert started.provider_status
+        if self.KEEPS_PROVIDER_STATUS:
+            assert started.provider_status, "the provider's own status is kept"
         assert len(signal_log.of("verification_finished")) == 1
 
     def test_webhook_declined_fails_with_reasons(self, client, rsps, started, signal_log, commit):
         response = self.deliver(client, rsps, started, DECLINED, commit)
-        assert response.status_code == 200, response.content
+        assert response.status_code in self.ACCEPTED_CODES, response.content
         started.refresh_from_db()
         assert started.is_final
         assert started.decision == VerificationSession.Decision.REJECTED
-        assert started.provider_verdict == "declined"
-        assert started.provider_reasons, "the provider's reason reaches the session"
+        if self.HAS_VERDICT:
+            assert started.provider_verdict == "declined"
+            assert started.provider_reasons, "the provider's reason reaches the session"
         assert len(signal_log.of("verification_finished")) == 1
 
     def test_webhook_wrong_secret_is_refused(self, client, rsps, started, commit):
         response = self.deliver(client, rsps, started, APPROVED, commit, secret="not-the-SECRET")
-        assert response.status_code in (401, 403)
+        assert response.status_code in (401, 403, 404)
         started.refresh_from_db()
         assert started.status in (Status.CREATED, Status.IN_PROGRESS)
-        event = VerificationEvent.objects.filter(kind=VerificationEvent.Kind.WEBHOOK).latest("id")
+        event = VerificationEvent.objects.filter(kind__in=("webhook", "callback")).latest("id")
         assert event.valid is False
 
     def test_webhook_without_signature_header_is_refused(self, client, started):
+        if not self.SIGNATURE_HEADER:
+            pytest.skip("the provider's scheme sends no signature header")
         body, headers = self.webhook(started, APPROVED)
         headers = {name: value for name, value in headers.items() if name.lower() != self.SIGNATURE_HEADER.lower()}
         assert self.post_webhook(client, body, headers).status_code in (401, 403)
@@ -215,24 +236,27 @@ class ProviderContract:
         assert not started.is_final
 
     def test_webhook_signed_with_the_rotated_secret_is_accepted(self, client, rsps, started, commit):
+        if not self.ROTATES:
+            pytest.skip("the provider has one secret per session, nothing to rotate")
         response = self.deliver(client, rsps, started, APPROVED, commit, secret=self.OLD_SECRET)
-        assert response.status_code == 200, response.content
+        assert response.status_code in self.ACCEPTED_CODES, response.content
         started.refresh_from_db()
         assert started.status == Status.DONE
 
     def test_duplicate_delivery_is_processed_once(self, client, rsps, started, signal_log, commit):
         first = self.deliver(client, rsps, started, APPROVED, commit, delivery="evt_same")
         again = self.deliver(client, rsps, started, APPROVED, commit, delivery="evt_same")
-        assert first.status_code == again.status_code == 200
+        assert first.status_code in self.ACCEPTED_CODES and again.status_code == 200
         assert json.loads(again.content)["status"] in ("already processed", "already final")
         assert len(signal_log.of("verification_finished")) == 1
         moves = VerificationEvent.objects.filter(session=started, kind=VerificationEvent.Kind.STATUS_CHANGED)
         assert moves.filter(new_status=Status.DONE).count() == 1
 
     def test_late_open_delivery_never_moves_back(self, client, rsps, started, commit):
-        assert self.deliver(client, rsps, started, APPROVED, commit, delivery="evt_late_2").status_code == 200
+        first = self.deliver(client, rsps, started, APPROVED, commit, delivery="evt_late_2")
+        assert first.status_code in self.ACCEPTED_CODES
         late = self.deliver(client, rsps, started, OPEN, commit, delivery="evt_late_1")
-        assert late.status_code == 200
+        assert late.status_code in self.ACCEPTED_CODES
         started.refresh_from_db()
         assert started.status == Status.DONE
 
@@ -254,11 +278,14 @@ class ProviderContract:
         assert len(signal_log.of("verification_finished")) == 1
 
     def test_cancel(self, rsps, started, backend):
+        if backend.supports_cancel:
+            self.mock_cancel(rsps, started)
+        before = len(rsps.calls)
         services.cancel_session(started)
         started.refresh_from_db()
         assert started.status == Status.CANCELED
-        if backend.supports_cancel:
-            assert any(call.request.method in ("POST", "PATCH", "DELETE") for call in rsps.calls[1:])
+        # Cancelled at the provider where it can be, locally only where it cannot.
+        assert (len(rsps.calls) > before) is backend.supports_cancel
 
     # -- secrets ----------------------------------------------------------------------------------
 
@@ -270,7 +297,7 @@ class ProviderContract:
         for secret in self.secret_values():
             for text in texts:
                 assert secret not in text
-        assert started.url not in caplog.text if started.url else True
+        assert self.hosted_url() not in caplog.text, "the one-time link is a bearer secret"
 
     def test_missing_credentials_name_their_key(self):
         config = self.alias_config()

@@ -10,13 +10,16 @@ E006  TTL out of the provider's range
 E007  PUBLIC_BASE_URL is not an absolute http(s) origin
 E008  DECISION_POLICY does not import
 E009  a WEBHOOK_* setting of an alias has a wrong value (webhooks.py)
-E010  Valify LANG is not a language it offers (providers/valify.py)
+E010  a provider's language setting is not one it offers (Valify LANG, Onfido LANGUAGE)
 E011  USER_PROVIDERS is not a list of configured aliases
 E012  the sandbox is installed while DEBUG is off (verification_link/sandbox/checks.py)
+E020  a provider's own setting has a wrong value (e.g. Persona LINK; the message names the key)
 W001  PUBLIC_BASE_URL is not HTTPS while DEBUG is off
 W002  a provider BASE_URL is not HTTPS
 W003  WEBHOOK_SECRETS of an alias is empty (webhooks.py)
 W004  the sandbox is installed while DEBUG is off, allowed by ALLOW_WITHOUT_DEBUG (sandbox/checks.py)
+W005  a provider's live key while DEBUG is on (BaseProvider.key_prefixes)
+W006  a provider's test key while DEBUG is off (BaseProvider.key_prefixes)
 """
 
 from __future__ import annotations

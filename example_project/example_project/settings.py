@@ -23,6 +23,8 @@ from urllib.parse import unquote, urlsplit
 # Standard library only: safe in a settings module, before Django is set up.
 from verification_link.sandbox.credentials import sandbox_credentials
 
+from .emulator_aliases import emulator_aliases
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
@@ -152,7 +154,9 @@ CELERY_TASK_IGNORE_RESULT = True
 
 # -- verification providers ------------------------------------------------------------------------------
 PROVIDER = os.environ.get("VL_PROVIDER", "sandbox")
-SANDBOX_ALIASES = ("sandbox", "sandbox_valify")
+#: The hosted-provider emulators of the sandbox, each behind the real provider class.
+EMULATORS = ("stripe_identity", "persona", "onfido", "veriff", "sumsub", "didit")
+SANDBOX_ALIASES = ("sandbox", "sandbox_valify", *(f"sandbox_{name}" for name in EMULATORS))
 PROVIDERS: dict = {}
 if PROVIDER in SANDBOX_ALIASES:
     # The built-in emulators, served by this very site: the real clients run against them over HTTP.
@@ -177,6 +181,8 @@ if PROVIDER in SANDBOX_ALIASES:
     }
     # The Valify emulator's account-level webhook points back at this site, signed with the secret above.
     VERIFICATION_LINK_SANDBOX = {"VALIFY_WEBHOOK_URL": "/verify/webhook/sandbox_valify/"}
+    # Each emulator posts its signed webhooks to /verify/webhook/sandbox_<name>/ (its default).
+    PROVIDERS.update(emulator_aliases(sandbox_keys, PUBLIC_BASE_URL))
 elif PROVIDER == "ooto":
     PROVIDERS["ooto"] = {
         "BACKEND": "verification_link.providers.ooto.OotoProvider",

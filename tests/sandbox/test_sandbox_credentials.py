@@ -18,21 +18,31 @@ from django.urls import reverse
 
 from verification_link.sandbox import conf as sandbox_conf
 from verification_link.sandbox.conf import sandbox_setting
-from verification_link.sandbox.credentials import CREDENTIAL_NAMES, sandbox_credentials
+from verification_link.sandbox.credentials import CREDENTIAL_NAMES, EMULATOR_CREDENTIALS, sandbox_credentials
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXED = ("sandbox-app", "sandbox-key", "sandbox-valify-key", "sandbox-webhook-secret")
-NAMES = ("OOTO_APP_ID", "OOTO_APP_KEY", "VALIFY_API_KEY", "VALIFY_WEBHOOK_SECRET")
+NAMES = ("OOTO_APP_ID", "OOTO_APP_KEY", "VALIFY_API_KEY", "VALIFY_WEBHOOK_SECRET", *EMULATOR_CREDENTIALS)
 
 
-def test_the_four_values_are_derived_from_the_secret_key():
+def test_every_value_is_derived_from_the_secret_key():
     one, other = sandbox_credentials("site-one-secret"), sandbox_credentials("site-two-secret")
     assert tuple(one) == NAMES == CREDENTIAL_NAMES
     for name in NAMES:
         assert one[name] != other[name], name
         assert one[name] == sandbox_credentials("site-one-secret")[name]  # stable across restarts
         assert one[name] not in FIXED and "site-one-secret" not in one[name]
-    assert len(set(one.values())) == 4  # one value known (the app id is sent in the clear) tells nothing of another
+    # One value known (the app id is sent in the clear) tells nothing of another.
+    assert len(set(one.values())) == len(NAMES)
+
+
+def test_emulator_keys_carry_the_real_providers_test_prefixes():
+    keys = sandbox_credentials("k")
+    assert keys["STRIPE_IDENTITY_API_KEY"].startswith("sk_test_")
+    assert keys["STRIPE_IDENTITY_WEBHOOK_SECRET"].startswith("whsec_")
+    assert keys["SUMSUB_APP_TOKEN"].startswith("sbx:")
+    for name, prefix in EMULATOR_CREDENTIALS.items():
+        assert keys[name].startswith(prefix) and len(keys[name]) >= len(prefix) + 32, name
 
 
 def test_the_derivation_is_hmac_sha256_of_the_name_under_the_secret_key():
@@ -105,7 +115,7 @@ def test_the_helper_is_safe_to_import_from_a_settings_module():
         "import sys\n"
         "from verification_link.sandbox.credentials import sandbox_credentials\n"
         "values = sandbox_credentials('k')\n"
-        "assert len(values) == 4\n"
+        "assert len(values) == 17\n"
         "loaded = [m for m in sys.modules if m == 'django.db.models' or m.startswith(('django.conf', 'django.apps'))]\n"
         "assert not loaded, loaded\n"
     )

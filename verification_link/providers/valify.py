@@ -180,7 +180,7 @@ class ValifyProvider(BaseProvider):
                 result = without_keys(result, self.sensitive_fields)
             if isinstance(payload.get("reason"), str):
                 result.setdefault("reason", payload["reason"])
-            report = StatusReport(status=status, result=result)
+            report = StatusReport(status=status, result=result, provider_status=raw[:64])
         return WebhookReport(
             token=token,
             reference=str(reference) if isinstance(reference, (str, int)) else "",

@@ -23,6 +23,7 @@ webhook, signed the way the provider signs it, to ``WEBHOOK_URLS[<name>]`` (defa
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import secrets
 from collections.abc import Mapping
@@ -159,9 +160,8 @@ class Emulator:
             return
         body, headers = signed
         what = f"{self.title} webhook"
-        transaction.on_commit(
-            lambda: run_detached(post_once, url, body, headers, what=what, session_id=session.external_id)
-        )
+        send = functools.partial(post_once, what=what)  # run_detached keeps its own ``what``
+        transaction.on_commit(lambda: run_detached(send, url, body, headers, what=what, session_id=session.external_id))
 
 
 def emulator_named(name: str) -> Emulator:
@@ -185,9 +185,7 @@ class EmulatorPageView(SecretPageView):
         emulator = emulator_named(name)
         outcome = request.POST.get("outcome", "")
         with transaction.atomic():
-            session = (
-                SandboxHostedSession.objects.select_for_update().filter(emulator=name, page_secret=secret).first()
-            )
+            session = SandboxHostedSession.objects.select_for_update().filter(emulator=name, page_secret=secret).first()
             if session is None:
                 return self._gone(request, emulator)
             if emulator.is_final(session) or session.redacted_at is not None:
