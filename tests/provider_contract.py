@@ -287,6 +287,40 @@ class ProviderContract:
         # Cancelled at the provider where it can be, locally only where it cannot.
         assert (len(rsps.calls) > before) is backend.supports_cancel
 
+    def test_admin_shows_the_check_rows_and_the_providers_words(
+        self, client, rsps, started, backend, commit, admin_user
+    ):
+        assert self.deliver(client, rsps, started, APPROVED, commit).status_code in self.ACCEPTED_CODES
+        started.refresh_from_db()
+        rows = backend.check_rows(started.scopes or [], started.result or {})
+        assert rows, "a finished session has readable check rows"
+        client.force_login(admin_user)
+        html = client.get(f"/admin/verification_link/verificationsession/{started.pk}/change/").content.decode()
+        for row in rows:
+            assert row.scope in html, row.scope
+        if self.KEEPS_PROVIDER_STATUS:
+            assert started.provider_status and started.provider_status in html
+        for reason in started.provider_reasons:
+            assert reason in html, reason
+
+    def test_a_hint_the_provider_cannot_confirm_answers_503_and_is_redelivered(self, client, rsps, started, commit):
+        if not self.WEBHOOK_PULLS or self.inbound_url(started) != f"/verify/webhook/{self.ALIAS}/":
+            pytest.skip("the provider's webhooks are applied from their signed body")
+        body, headers = self.webhook(started, APPROVED, delivery="evt_retried")
+        rsps.reset()
+        rsps.add_passthru("http://never.example")  # nothing mocked: the confirming call fails
+        with commit():
+            response = self.post_webhook(client, body, headers)
+        assert response.status_code == 503
+        started.refresh_from_db()
+        assert not started.is_final
+        self.mock_status(rsps, started, APPROVED)
+        with commit():
+            again = self.post_webhook(client, body, headers)
+        assert again.status_code == 200, again.content
+        started.refresh_from_db()
+        assert started.status == Status.DONE
+
     # -- secrets ----------------------------------------------------------------------------------
 
     def test_secrets_absent_from_logs_and_reprs(self, client, rsps, started, backend, commit, caplog):
@@ -305,6 +339,33 @@ class ProviderContract:
         for key in backend.required_settings:
             messages = backend.check_config(self.ALIAS, {**config, key: ""})
             assert any(key in message.msg for message in messages), key
+
+    def test_live_and_test_keys_are_warned_about_by_debug(self, settings):
+        config = self.alias_config()
+        backend = get_provider_class(config)
+        if not backend.key_prefixes:
+            pytest.skip("the provider's keys do not tell live from test")
+        for key, (live, test) in backend.key_prefixes.items():
+            settings.DEBUG = True
+            ids = [m.id for m in backend.check_config(self.ALIAS, {**config, key: live + "abc123"})]
+            assert "verification_link.W005" in ids, key
+            settings.DEBUG = False
+            ids = [m.id for m in backend.check_config(self.ALIAS, {**config, key: test + "abc123"})]
+            assert "verification_link.W006" in ids, key
+            assert "verification_link.W005" not in ids
+
+    def test_webhook_secrets_are_checked_where_they_are_used_and_by_manage_check(self):
+        config = self.alias_config()
+        backend = get_provider_class(config)
+        if not backend.receives_webhooks:
+            pytest.skip("the provider sends no webhooks")
+        wrong = {**config, "WEBHOOK_SECRETS": "a string, not a list"}
+        assert "verification_link.E009" in [m.id for m in backend.check_config(self.ALIAS, wrong)]
+        if backend.webhook_secret_prefixes:
+            pasted = {**config, "WEBHOOK_SECRETS": ["sk_live_pasted_in_the_wrong_place"]}
+            messages = backend.check_config(self.ALIAS, pasted)
+            assert "verification_link.W007" in [m.id for m in messages]
+            assert all("pasted_in_the_wrong_place" not in m.msg for m in messages)
 
 
 def get_provider_class(config: dict[str, Any]):

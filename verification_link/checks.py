@@ -20,6 +20,7 @@ W003  WEBHOOK_SECRETS of an alias is empty (webhooks.py)
 W004  the sandbox is installed while DEBUG is off, allowed by ALLOW_WITHOUT_DEBUG (sandbox/checks.py)
 W005  a provider's live key while DEBUG is on (BaseProvider.key_prefixes)
 W006  a provider's test key while DEBUG is off (BaseProvider.key_prefixes)
+W007  a webhook secret without the provider's prefix (BaseProvider.webhook_secret_prefixes)
 """
 
 from __future__ import annotations

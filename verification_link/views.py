@@ -358,6 +358,8 @@ def webhook_view(request: HttpRequest, provider: str, secret: str | None = None)
     # Authenticated now: the event, recorded with a prefix only, keeps what the provider allows of
     # the body, written with the verdict.
     outcome = services.process_webhook(event, backend, payload, body=body, delivery_id=delivery_id)
+    if outcome == "provider unavailable":  # a hint we could not confirm: the provider retries a 503
+        return JsonResponse({"error": "provider unavailable, retry later"}, status=503)
     return JsonResponse({"status": outcome}, status=200)
 
 

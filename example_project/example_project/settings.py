@@ -4,10 +4,12 @@ Embedded defaults run everything with no credentials and no services: SQLite, th
 sandbox provider, Celery eager. Environment variables switch to the real thing:
 
 - ``VL_PROVIDER``: ``sandbox`` (default: the OOTO emulator), ``sandbox_valify`` (the Valify emulator),
-  ``ooto`` (needs ``OOTO_APP_ID``, ``OOTO_APP_KEY``, optional ``OOTO_BASE_URL``) or ``valify`` (needs
-  ``VALIFY_API_KEY``, ``VALIFY_WEBHOOK_SECRET``; point Valify's account webhook at
-  ``<PUBLIC_BASE_URL>/verify/webhook/valify/``). The sandbox app is installed only for the first two,
-  and users may start only with the chosen provider (``USER_PROVIDERS``).
+  ``sandbox_stripe_identity``, ``sandbox_persona``, ``sandbox_onfido``, ``sandbox_veriff``,
+  ``sandbox_sumsub``, ``sandbox_didit`` (each provider's real client against its emulator, no
+  credentials), ``ooto`` (needs ``OOTO_APP_ID``, ``OOTO_APP_KEY``, optional ``OOTO_BASE_URL``) or
+  ``valify`` (needs ``VALIFY_API_KEY``, ``VALIFY_WEBHOOK_SECRET``; point Valify's account webhook at
+  ``<PUBLIC_BASE_URL>/verify/webhook/valify/``). The sandbox app is installed only for the sandbox
+  aliases, and users may start only with the chosen provider (``USER_PROVIDERS``).
 - ``PUBLIC_BASE_URL``: the site's public origin (default ``http://127.0.0.1:8000``).
 - ``DATABASE_URL``: ``postgres://user:password@host:port/name`` (default: SQLite ``VL_DEMO_DB``);
   ``DATABASE_OPTIONS``: its connection options as a JSON object (``{"pool": true}``), ``CONN_MAX_AGE``.

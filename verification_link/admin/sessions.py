@@ -77,6 +77,8 @@ class VerificationSessionAdmin(RefusesNulParameters, SessionListing, SessionDisp
                 },
             ),
             (_("Decision"), {"fields": ["decision", "reviewed_by", "reviewed_at", "review_note"]}),
+            # The provider's own words: what it calls the state, its verdict and its reason codes.
+            (_("Provider's verdict"), {"fields": ["provider_status", "provider_verdict", "provider_reasons"]}),
             (
                 _("Result"),
                 {

@@ -83,6 +83,9 @@ class BaseProvider:
     #: The class that authenticates this provider's webhooks: ``WebhookVerifier`` with the
     #: alias's ``WEBHOOK_*`` settings, or a subclass where the provider's scheme is its own.
     webhook_verifier_class: ClassVar[type[WebhookVerifier]] = WebhookVerifier
+    #: Prefixes the provider's webhook secrets carry (Stripe ``whsec_``): a secret without one
+    #: is most likely another value pasted in its place (W007).
+    webhook_secret_prefixes: ClassVar[tuple[str, ...]] = ()
     #: Whether ``cancel_session`` cancels at the provider (else a cancel is local only), and
     #: whether ``redact_session`` deletes the provider's copy of the identity data.
     supports_cancel: ClassVar[bool] = False
@@ -207,7 +210,41 @@ class BaseProvider:
                 )
             )
         messages.extend(cls.key_mode_warnings(alias, config))
+        if cls.receives_webhooks:
+            webhook_config = cls.webhook_config(config)
+            messages.extend(cls.webhook_verifier_class.check_config(alias, webhook_config, cls.webhook_defaults))
+            messages.extend(cls.webhook_secret_warnings(alias, webhook_config))
         return messages
+
+    @classmethod
+    def webhook_config(cls, config: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The alias's settings as its webhook verifier reads them (Veriff: its shared secret is
+        the webhook secret when ``WEBHOOK_SECRETS`` is unset)."""
+        return config
+
+    @classmethod
+    def webhook_secret_warnings(cls, alias: str, config: Mapping[str, Any]) -> list[CheckMessage]:
+        """W007: a webhook secret without the provider's prefix (never the secret in the message)."""
+        secrets = config.get("WEBHOOK_SECRETS")
+        if not cls.webhook_secret_prefixes or not isinstance(secrets, (list, tuple)):
+            return []
+        wrong = [
+            n
+            for n, secret in enumerate(secrets)
+            if isinstance(secret, str) and not secret.startswith(cls.webhook_secret_prefixes)
+        ]
+        if not wrong:
+            return []
+        key = conf.key_path("PROVIDERS", alias, "WEBHOOK_SECRETS")
+        expected = " or ".join(repr(prefix) for prefix in cls.webhook_secret_prefixes)
+        return [
+            CheckWarning(
+                f"{key} item(s) {wrong} do not look like {cls.display_name} webhook secrets "
+                f"(they start with {expected}).",
+                hint="Copy the signing secret of the webhook endpoint from the provider's dashboard, not an API key.",
+                id="verification_link.W007",
+            )
+        ]
 
     @classmethod
     def key_mode_warnings(cls, alias: str, config: Mapping[str, Any]) -> list[CheckMessage]:
@@ -304,7 +341,7 @@ class BaseProvider:
 
     def webhook_verifier(self) -> WebhookVerifier:
         """This alias's webhook authentication (its own secrets: several accounts stay apart)."""
-        return self.webhook_verifier_class(self.alias, self._config, self.webhook_defaults)
+        return self.webhook_verifier_class(self.alias, self.webhook_config(self._config), self.webhook_defaults)
 
     def parse_webhook(self, payload: Mapping[str, Any]) -> WebhookReport:
         """Read an *authenticated* webhook body: which session, and what it reports."""

@@ -33,7 +33,6 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
-from django.core.checks import CheckMessage
 
 from .. import conf
 from ..exceptions import ProviderRejected, ProviderUnavailable
@@ -267,12 +266,6 @@ class DiditProvider(BaseProvider):
     @property
     def ttl(self) -> int:
         return int(self.setting("TTL") or 86400)
-
-    @classmethod
-    def check_config(cls, alias: str, config: Mapping[str, Any]) -> list[CheckMessage]:
-        return super().check_config(alias, config) + cls.webhook_verifier_class.check_config(
-            alias, config, cls.webhook_defaults
-        )
 
     def decode(self, response: requests.Response, operation: str) -> Any:
         if operation == DELETE and 200 <= response.status_code < 300 and not response.content:

@@ -46,7 +46,6 @@ from .. import conf
 from ..exceptions import ConfigurationError, InvalidRequest, ProviderError, ProviderRejected
 from ..jsonbody import InvalidJSON, storable, without_keys
 from ..models import VerificationSession
-from ..webhooks import WebhookVerifier
 from .base import BaseProvider, CheckRow, CreatedSession, CreateRequest, StatusReport, Verdict, WebhookReport
 
 Status = VerificationSession.Status
@@ -138,7 +137,6 @@ class OnfidoProvider(BaseProvider):
     @classmethod
     def check_config(cls, alias: str, config: Mapping[str, Any]) -> list[CheckMessage]:
         messages = super().check_config(alias, config)
-        messages += WebhookVerifier.check_config(alias, config, cls.webhook_defaults)
         if config.get("LANGUAGE") and not cls.language_code(config["LANGUAGE"]):
             messages.append(
                 Error(

@@ -38,7 +38,6 @@ from .. import conf
 from ..exceptions import ProviderUnavailable
 from ..jsonbody import InvalidJSON, storable, without_keys
 from ..models import VerificationSession
-from ..webhooks import WebhookVerifier
 from .base import BaseProvider, CheckRow, CreatedSession, CreateRequest, StatusReport, Verdict, WebhookReport
 
 Status = VerificationSession.Status
@@ -124,6 +123,7 @@ class PersonaProvider(BaseProvider):
     max_ttl = 30 * 86400
     status_map = STATUS_MAP
     webhook_defaults = {"WEBHOOK_AUTH": "timestamped", "WEBHOOK_SIGNATURE_HEADER": "Persona-Signature"}
+    webhook_secret_prefixes = ("wbhsec_",)
     default_hosted_url = "https://inquiry.withpersona.com/verify"
     default_api_version = "2023-01-05"
 
@@ -167,7 +167,6 @@ class PersonaProvider(BaseProvider):
     @classmethod
     def check_config(cls, alias: str, config: Mapping[str, Any]) -> list[CheckMessage]:
         messages = super().check_config(alias, config)
-        messages += WebhookVerifier.check_config(alias, config, cls.webhook_defaults)
         checks = config.get("CHECKS")
         valid = {
             "LINK": (config.get("LINK") in (None, *LINKS), f"one of {LINKS}"),

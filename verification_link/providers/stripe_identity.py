@@ -29,13 +29,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from django.core.checks import CheckMessage
-
 from .. import conf
 from ..exceptions import ConfigurationError, InvalidRequest, ProviderUnavailable
 from ..jsonbody import InvalidJSON, storable, without_keys
 from ..models import VerificationSession
-from ..webhooks import WebhookVerifier
 from .base import BaseProvider, CheckRow, CreatedSession, CreateRequest, StatusReport, Verdict, WebhookReport
 
 Status = VerificationSession.Status
@@ -83,14 +80,11 @@ class StripeIdentityProvider(BaseProvider):
     max_ttl = 48 * 3600
     key_prefixes = {"API_KEY": ("sk_live_", "sk_test_")}
     webhook_defaults = {"WEBHOOK_AUTH": "timestamped", "WEBHOOK_SIGNATURE_HEADER": "Stripe-Signature"}
+    webhook_secret_prefixes = ("whsec_",)
     #: Plain statuses; ``requires_input`` depends on ``last_error`` (see ``parse_session``).
     status_map = {"processing": Status.IN_PROGRESS, "verified": Status.DONE, "canceled": Status.CANCELED}
 
     # -- configuration ------------------------------------------------------------------------
-
-    @classmethod
-    def check_config(cls, alias: str, config: Mapping[str, Any]) -> list[CheckMessage]:
-        return super().check_config(alias, config) + WebhookVerifier.check_config(alias, config, cls.webhook_defaults)
 
     @property
     def configured_scopes(self) -> list[str]:

@@ -175,7 +175,6 @@ class SumsubProvider(BaseProvider):
     @classmethod
     def check_config(cls, alias: str, config: Mapping[str, Any]) -> list[CheckMessage]:
         messages = super().check_config(alias, config)
-        messages += cls.webhook_verifier_class.check_config(alias, config, cls.webhook_defaults)
         level = config.get("LEVEL_NAME")
         if level and not isinstance(level, str):
             messages.append(

@@ -31,7 +31,6 @@ from django.utils import timezone
 from .. import conf
 from ..jsonbody import without_keys
 from ..models import VerificationSession
-from ..webhooks import WebhookVerifier
 from .base import BaseProvider, CreatedSession, CreateRequest, StatusReport, WebhookReport, storable
 
 Status = VerificationSession.Status
@@ -118,7 +117,7 @@ class ValifyProvider(BaseProvider):
 
         from .. import conf
 
-        messages = super().check_config(alias, config) + WebhookVerifier.check_config(alias, config)
+        messages = super().check_config(alias, config)
         if config.get("LANG") not in (None, *cls.languages):
             messages.append(
                 Error(

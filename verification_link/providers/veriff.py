@@ -37,7 +37,6 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import quote, unquote
 
-from django.core.checks import CheckMessage
 from django.utils import timezone
 
 from ..jsonbody import InvalidJSON, storable, without_keys
@@ -140,15 +139,6 @@ class VeriffProvider(BaseProvider):
         if not merged.get("WEBHOOK_SECRETS") and isinstance(shared, str) and shared:
             merged["WEBHOOK_SECRETS"] = [shared]
         return merged
-
-    def webhook_verifier(self) -> WebhookVerifier:
-        return self.webhook_verifier_class(self.alias, self.webhook_config(self._config), self.webhook_defaults)
-
-    @classmethod
-    def check_config(cls, alias: str, config: Mapping[str, Any]) -> list[CheckMessage]:
-        return super().check_config(alias, config) + cls.webhook_verifier_class.check_config(
-            alias, cls.webhook_config(config), cls.webhook_defaults
-        )
 
     # -- the wire ----------------------------------------------------------------------------------
 

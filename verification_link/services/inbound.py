@@ -310,8 +310,9 @@ def process_webhook(
     """Act on a recorded, *authenticated* webhook: find the session by the provider's handles, map
     the outcome, apply it. Returns what happened — ``processed``, ``already processed`` (a delivery
     id seen before), ``already final``, ``ignored`` (an event type that says nothing of a state),
-    ``unknown session``, ``unknown status`` — each recorded on the event; only ``processed``
-    changes state.
+    ``unknown session``, ``unknown status``, ``provider unavailable`` (the provider could not be asked
+    to confirm a hint: the caller answers 503 so that it redelivers) — each recorded on the event;
+    only ``processed`` changes state.
 
     ``delivery_id``: the id the signature scheme authenticated (``webhook-id``); else the one the
     body names (``WebhookReport.delivery_id``). Written on the event once, unique per alias: a
@@ -344,7 +345,14 @@ def process_webhook(
         judge_inbound(event, valid=True, processed=True, body=kept, session=session)
         return "already final"
     if parsed.pull:
-        refresh_session(session, source=VerificationEvent.Source.WEBHOOK)
+        try:
+            refresh_session(session, source=VerificationEvent.Source.WEBHOOK)
+        except ProviderError as exc:
+            # Recorded (poll_failed) and the next poll scheduled by the refresh; the delivery id is
+            # given back so that the provider's redelivery (it retries a 503) is processed.
+            VerificationEvent.objects.filter(pk=event.pk).update(delivery_id="")
+            judge_inbound(event, valid=True, error=f"provider unavailable: {type(exc).__name__}", body=kept)
+            return "provider unavailable"
     else:
         assert parsed.report is not None
         apply_report(session, parsed.report, source=VerificationEvent.Source.WEBHOOK)
