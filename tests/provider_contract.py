@@ -60,6 +60,9 @@ class ProviderContract:
     HAS_VERDICT = True
     #: Whether ``provider_status`` is kept (OOTO's statuses are ours one to one: nothing to keep).
     KEEPS_PROVIDER_STATUS = True
+    #: Whether a delivery is named (an event id, or a key of object, action and status): then a
+    #: redelivery is answered "already processed" even while the session is open.
+    HAS_DELIVERY_ID = True
 
     # -- what a subclass provides ---------------------------------------------------------------
 
@@ -251,6 +254,18 @@ class ProviderContract:
         assert len(signal_log.of("verification_finished")) == 1
         moves = VerificationEvent.objects.filter(session=started, kind=VerificationEvent.Kind.STATUS_CHANGED)
         assert moves.filter(new_status=Status.DONE).count() == 1
+
+    def test_a_redelivered_open_event_is_already_processed(self, client, rsps, started, commit):
+        if not self.HAS_DELIVERY_ID:
+            pytest.skip("the provider names no delivery")
+        first = self.deliver(client, rsps, started, OPEN, commit, delivery="evt_open_twice")
+        assert first.status_code in self.ACCEPTED_CODES, first.content
+        events_before = VerificationEvent.objects.filter(session=started).exclude(kind="webhook").count()
+        again = self.deliver(client, rsps, started, OPEN, commit, delivery="evt_open_twice")
+        assert again.status_code == 200
+        assert json.loads(again.content)["status"] == "already processed"
+        # Nothing applied a second time: no answer, no move, no poll recorded for it.
+        assert VerificationEvent.objects.filter(session=started).exclude(kind="webhook").count() == events_before
 
     def test_late_open_delivery_never_moves_back(self, client, rsps, started, commit):
         first = self.deliver(client, rsps, started, APPROVED, commit, delivery="evt_late_2")

@@ -259,7 +259,7 @@ class TestPersonaContract(ProviderContract):
             ("created", Status.CREATED, Verdict.NONE),
             ("pending", Status.IN_PROGRESS, Verdict.NONE),
             ("needs_review", Status.IN_PROGRESS, Verdict.REVIEW),
-            ("completed", Status.DONE, Verdict.APPROVED),
+            ("completed", Status.IN_PROGRESS, Verdict.NONE),  # AWAIT_DECISION by default: Persona decides next
             ("approved", Status.DONE, Verdict.APPROVED),
             ("failed", Status.FAILED, Verdict.DECLINED),
             ("declined", Status.FAILED, Verdict.DECLINED),
@@ -278,6 +278,20 @@ class TestPersonaContract(ProviderContract):
         report = backend.parse_inquiry(inquiry("completed"), verifications(APPROVED), operation="t")
         assert (report.status, report.verdict) == (Status.IN_PROGRESS, Verdict.NONE)
         assert backend.parse_inquiry(inquiry("approved"), [], operation="t").status == Status.DONE
+
+    def test_without_await_decision_completed_is_done_and_the_checks_decide(self, settings):
+        backend = PersonaProvider("p", {**self.alias_config(), "AWAIT_DECISION": False})
+        report = backend.parse_inquiry(inquiry("completed"), verifications(APPROVED), operation="t")
+        assert (report.status, report.verdict) == (Status.DONE, Verdict.NONE)
+
+    @pytest.mark.parametrize(
+        ("key", "value"), [("LINK", "inquiry-id"), ("AWAIT_DECISION", "yes"), ("REFERENCE_FIELD", "x")]
+    )
+    def test_a_wrong_setting_is_refused_where_it_is_used(self, key, value):
+        from verification_link.exceptions import ConfigurationError
+
+        with pytest.raises(ConfigurationError, match=key):
+            PersonaProvider("p", {**self.alias_config(), key: value})
 
     def test_requires_retry_is_resubmission(self, backend):
         retry = verifications(APPROVED)[:1]

@@ -99,7 +99,7 @@ class TestStripeIdentityContract(ProviderContract):
     SECRET = "whsec_current-webhook-SECRET"
     OLD_SECRET = "whsec_old-webhook-SECRET"
     SIGNS_TIMESTAMP = True
-    WEBHOOK_PULLS = False  # final events apply their body; open ones are confirmed (mocked below)
+    WEBHOOK_PULLS = True  # every state event is confirmed by a retrieve (the report expanded), but "canceled"
     CREATE_ENDPOINT = ("POST", SESSIONS)
     SIGNATURE_HEADER = "Stripe-Signature"
 
@@ -226,12 +226,13 @@ class TestStripeIdentityContract(ProviderContract):
             "PROVIDERS": {**settings.VERIFICATION_LINK["PROVIDERS"], ALIAS: config},
         }
         assert self.deliver(client, rsps, started, DECLINED, commit).status_code == 200
-        assert len(rsps.calls) == 1  # the create only
+        assert not [call for call in rsps.calls if call.request.method == "GET"]  # no retrieve
         started.refresh_from_db()
         assert (started.status, started.provider_verdict) == (Status.IN_PROGRESS, "resubmission")
 
     def test_webhook_names_the_session_by_our_id_alone(self, client, rsps, started, commit):
         VerificationSession.objects.filter(pk=started.pk).update(external_id="vs_other")
+        rsps.add("GET", f"{SESSIONS}/vs_other", json=vs("verified", ours=str(started.pk)))  # the confirming retrieve
         body, headers = self.webhook(started, APPROVED)
         with commit():
             assert json.loads(self.post_webhook(client, body, headers).content)["status"] == "processed"
@@ -252,6 +253,7 @@ class TestStripeIdentityContract(ProviderContract):
         obj = vs("verified", ours=str(started.pk), verified_outputs={"first_name": "Jenny", "dob": {"year": 1990}})
         obj["client_secret"] = "vs_0001_secret_SECRET"
         payload = json.dumps(event(obj))
+        rsps.add("GET", f"{SESSIONS}/{started.external_id}", json=obj)  # the retrieve that confirms it
         header = stripe.WebhookSignature.generate_signature_header(payload, self.SECRET)
         with commit():
             self.post_webhook(client, payload.encode(), {"Stripe-Signature": header})
@@ -369,8 +371,11 @@ def test_hostile_webhook_bodies_never_raise(stripe_backend, payload):
 
 def test_webhook_report_handles_and_pull(stripe_backend):
     final = stripe_backend.parse_webhook(event(vs("verified", ours="a" * 36), event_id="evt_9"))
-    assert (final.external_id, final.session_id, final.delivery_id, final.pull) == ("vs_0001", "a" * 36, "evt_9", False)
-    assert final.report.status == Status.DONE
+    # "verified" names its report by id only: confirmed by a retrieve that expands it.
+    assert (final.external_id, final.session_id, final.delivery_id, final.pull) == ("vs_0001", "a" * 36, "evt_9", True)
+    assert final.report is None
+    canceled = stripe_backend.parse_webhook(event(vs("canceled", ours="a" * 36), event_id="evt_10"))
+    assert (canceled.pull, canceled.report.status) == (False, Status.CANCELED)
     opened = stripe_backend.parse_webhook(event(vs("processing", metadata={"verification_session_id": "b"})))
     assert (opened.session_id, opened.pull, opened.report) == ("b", True, None)
     unnamed = stripe_backend.parse_webhook({**event(vs("canceled")), "id": None})

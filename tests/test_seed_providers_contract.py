@@ -27,6 +27,7 @@ class TestOotoContract(ProviderContract):
     ROTATES = False
     HAS_VERDICT = False
     KEEPS_PROVIDER_STATUS = False
+    HAS_DELIVERY_ID = False
 
     def alias_config(self):
         return {
@@ -85,6 +86,7 @@ class TestValifyContract(ProviderContract):
     CREATE_ENDPOINT = ("POST", "https://valify.test/api/link/v1/request/")
     SIGNATURE_HEADER = "X-Valify-Signature"
     HAS_VERDICT = False
+    HAS_DELIVERY_ID = False  # Valify names no delivery (with WEBHOOK_AUTH "standard", webhook-id does)
 
     def alias_config(self):
         return {

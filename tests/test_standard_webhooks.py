@@ -161,3 +161,78 @@ def test_a_refused_delivery_does_not_take_its_id(standard_valify, client, commit
     assert post(client, body, forged).status_code == 401
     with commit():
         assert post(client, body, library_headers(SECRET, body, msg_id="msg_taken")).json() == {"status": "processed"}
+
+
+def test_a_delivery_that_failed_midway_is_processed_when_redelivered(standard_valify, signal_log, commit):
+    """A site receiver failing once (any error after the id was claimed): the redelivery is
+    processed, not answered "already processed"."""
+    from django.db.models.signals import post_save
+    from django.test import Client
+
+    session = VerificationSession.objects.create(provider="valify", token="tok-3", status="IN_PROGRESS")
+    body = valify_body(session)
+    failures = []
+
+    def flaky_receiver(sender, instance, created, **kwargs):
+        if instance.kind == "status_changed" and not failures:
+            failures.append(instance)
+            raise RuntimeError("the site's audit log is down")
+
+    post_save.connect(flaky_receiver, sender=VerificationEvent)
+    try:
+        client = Client(raise_request_exception=False)
+        with commit():
+            first = post(client, body, library_headers(SECRET, body, msg_id="msg_flaky"))
+        assert first.status_code == 500 and failures
+        session.refresh_from_db()
+        assert session.status == "IN_PROGRESS"  # nothing half-applied
+        with commit():
+            again = post(client, body, library_headers(SECRET, body, msg_id="msg_flaky"))
+    finally:
+        post_save.disconnect(flaky_receiver, sender=VerificationEvent)
+    assert again.json() == {"status": "processed"}
+    session.refresh_from_db()
+    assert session.status == "DONE"
+    assert len(signal_log.of("verification_finished")) == 1
+
+
+# -- the "timestamped" scheme (Stripe's, Persona's): what is hashed before authentication ----------
+
+
+def timestamped(secrets=("whsec_t_SECRET",)):
+    return WebhookVerifier("ts", {"WEBHOOK_AUTH": "timestamped", "WEBHOOK_SECRETS": list(secrets)})
+
+
+def test_timestamped_rotation_groups_and_stale_stamps():
+    import hashlib
+    import hmac
+
+    body = b'{"id": "evt_1"}'
+    now = int(time.time())
+
+    def v1(secret, stamp):
+        return hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+    good = f"t={now},v1={v1('whsec_t_SECRET', now)}"
+    assert timestamped().verify({"X-Signature": good}, body) == ""
+    # Persona during a rotation: two groups, the old secret's first.
+    rotated = f"t={now},v1={v1('whsec_old', now)} {good}"
+    assert timestamped().verify({"X-Signature": rotated}, body) == ""
+    # A stale stamp is refused even with a correct signature over it.
+    stale = f"t={now - 3600},v1={v1('whsec_t_SECRET', now - 3600)}"
+    with pytest.raises(WebhookRefused, match="tolerance"):
+        timestamped().verify({"X-Signature": stale}, body)
+
+
+def test_timestamped_reads_a_few_groups_only():
+    import hashlib
+    import hmac
+
+    body = b"{}"
+    now = int(time.time())
+    signature = hmac.new(b"whsec_t_SECRET", f"{now}.".encode() + body, hashlib.sha256).hexdigest()
+    padding = " ".join(f"t={now},v1={'0' * 64}" for _ in range(10))
+    # The valid group after ten forged ones is never reached: each request hashes a bounded number.
+    with pytest.raises(WebhookRefused):
+        timestamped().verify({"X-Signature": f"{padding} t={now},v1={signature}"}, body)
+    assert timestamped().verify({"X-Signature": f"t={now},v1={signature} {padding}"}, body) == ""

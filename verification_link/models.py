@@ -229,7 +229,9 @@ class VerificationEvent(models.Model):
     data = models.JSONField(_("data"), default=dict, blank=True)
     # The provider's id of an authenticated delivery (Stripe ``evt_…``, ``webhook-id``): written
     # once its signature verified, unique per provider alias, so a redelivery is processed once.
-    delivery_id = models.CharField(_("delivery id"), max_length=255, blank=True)
+    # NULL when there is none: NULLs are distinct in a plain unique constraint on every database
+    # (MySQL ignores the conditional ones).
+    delivery_id = models.CharField(_("delivery id"), max_length=255, null=True, blank=True, default=None)  # noqa: DJ001
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         verbose_name=_("actor"),
@@ -250,9 +252,7 @@ class VerificationEvent(models.Model):
             models.Index(fields=["-created_at"], name="vl_event_created"),
         ]
         constraints = [
-            models.UniqueConstraint(
-                fields=["provider", "delivery_id"], name="vl_event_delivery", condition=~Q(delivery_id="")
-            ),
+            models.UniqueConstraint(fields=["provider", "delivery_id"], name="vl_event_delivery"),
         ]
 
     def __str__(self) -> str:

@@ -23,7 +23,8 @@ def default_decision_policy(session: VerificationSession) -> str:
     ========  ========================  ===========================================  =============
     status    provider verdict          checks of the requested scopes                decision
     ========  ========================  ===========================================  =============
-    FAILED    (any)                     (any)                                         ``rejected``
+    FAILED    ``review``                (any)                                         ``review``
+    FAILED    other                     (any)                                         ``rejected``
     DONE      ``declined``              (any)                                         ``rejected``
     DONE      ``review``/resubmission   (any)                                         ``review``
     DONE      ``approved``              none failed                                   ``approved``
@@ -34,11 +35,12 @@ def default_decision_policy(session: VerificationSession) -> str:
     CANCELED  (any)                     (any)                                         undecided
     ========  ========================  ===========================================  =============
     """
+    verdict = session.provider_verdict
     if session.status == Status.FAILED:
-        return Decision.REJECTED
+        # A provider's technical failure (Onfido "error") is no judgement of the person: review.
+        return Decision.REVIEW if verdict == Verdict.REVIEW else Decision.REJECTED
     if session.status != Status.DONE:
         return Decision.UNDECIDED
-    verdict = session.provider_verdict
     if verdict == Verdict.DECLINED:
         return Decision.REJECTED
     if verdict in (Verdict.REVIEW, Verdict.RESUBMISSION):

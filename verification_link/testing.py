@@ -24,11 +24,13 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 import factory
 import responses
@@ -45,6 +47,7 @@ __all__ = [
     "VerificationEventFactory",
     "VerificationSessionFactory",
     "ooto_result",
+    "site_over_requests",
 ]
 
 Status = VerificationSession.Status
@@ -284,6 +287,38 @@ class FakeOoto(OotoEmulator):
         if self._own_mock:
             self.mock.stop()
             self.mock.reset()
+
+
+@contextmanager
+def site_over_requests(origin: str = "http://testserver") -> Iterator[responses.RequestsMock]:
+    """Every ``requests`` call to ``origin`` answered by this Django site, in-process, through its
+    test client: a provider client pointed at the sandbox (``<origin>/sandbox/<name>``) and the
+    emulator's webhooks back to the site, with no server thread (a live server and SQLite's
+    in-memory test database do not mix). Yields the ``responses`` mock: ``.calls`` lists what
+    crossed it; register other URLs on it as usual."""
+    from django.test import Client
+
+    site = Client()
+
+    def answer(request: Any) -> tuple[int, dict[str, str], bytes]:
+        parts = urlsplit(request.url)
+        body = request.body or b""
+        headers = {
+            k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length", "content-type")
+        }
+        response = site.generic(
+            request.method,
+            parts.path + (f"?{parts.query}" if parts.query else ""),
+            body.encode() if isinstance(body, str) else body,
+            content_type=request.headers.get("Content-Type", ""),
+            headers=headers,
+        )
+        return response.status_code, dict(response.items()), response.content
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+            mock.add_callback(method, re.compile(re.escape(origin) + r"/.*"), callback=answer)
+        yield mock
 
 
 class OotoServer(OotoEmulator):

@@ -137,6 +137,9 @@ def start_view(request: HttpRequest) -> HttpResponse:
     except InvalidRequest as exc:
         logger.warning("start: invalid request: %s", exc)
         return page(_("This verification cannot be started."), status=400, provider=provider)
+    except ConfigurationError as exc:  # the site's settings, named in the log; the user gets a page
+        logger.error("start: provider %r is misconfigured: %s", provider, exc)
+        return render(request, "verification_link/provider_error.html", {"retryable": False}, status=503)
     if handoff == "qr":
         return HttpResponseSeeOther(reverse("verification_link:detail", args=[session.pk]))
     return HttpResponseSeeOther(session.url)

@@ -13,13 +13,10 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from urllib.parse import urlsplit
 
 import pytest
 import requests
-import responses
 from django.conf import settings as django_settings
-from django.test import Client
 
 from verification_link import services
 from verification_link.exceptions import ProviderAuthError
@@ -27,6 +24,7 @@ from verification_link.models import VerificationEvent, VerificationSession
 from verification_link.providers import get_provider
 from verification_link.sandbox.credentials import sandbox_credentials
 from verification_link.sandbox.models import SandboxHostedSession
+from verification_link.testing import site_over_requests
 
 pytestmark = pytest.mark.django_db
 
@@ -38,22 +36,6 @@ WORKFLOW_ID = "7d3c2b1a-0f9e-4d8c-b7a6-5f4e3d2c1b0a"
 Status = VerificationSession.Status
 Decision = VerificationSession.Decision
 SKIPPED_HEADERS = {"host", "content-length", "content-type"}
-
-
-def forward(request):
-    """One HTTP request to this site, answered by its WSGI handler."""
-    parts = urlsplit(request.url)
-    path = parts.path + (f"?{parts.query}" if parts.query else "")
-    body = request.body or b""
-    headers = {name: value for name, value in request.headers.items() if name.lower() not in SKIPPED_HEADERS}
-    answer = Client().generic(
-        request.method,
-        path,
-        body.encode() if isinstance(body, str) else body,
-        content_type=request.headers.get("Content-Type", ""),
-        headers=headers,
-    )
-    return answer.status_code, dict(answer.items()), answer.content
 
 
 @pytest.fixture
@@ -71,9 +53,7 @@ def site(settings):
     }
     settings.VERIFICATION_LINK = {**settings.VERIFICATION_LINK, "PROVIDERS": providers}
     settings.VERIFICATION_LINK_SANDBOX = {"CALLBACK_SYNC": True}
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as wire:
-        for method in (responses.GET, responses.POST, responses.DELETE, responses.PUT, responses.PATCH):
-            wire.add_callback(method, re.compile(re.escape(ORIGIN) + r"/.*"), callback=forward)
+    with site_over_requests(ORIGIN) as wire:
         yield wire
 
 

@@ -11,13 +11,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import re
 from urllib.parse import urlsplit
 
 import pytest
-import responses
 from django.conf import settings as django_settings
-from django.test import Client
 
 from verification_link import services
 from verification_link.exceptions import ProviderAuthError
@@ -25,6 +22,7 @@ from verification_link.models import VerificationEvent, VerificationSession
 from verification_link.providers import get_provider
 from verification_link.sandbox.credentials import sandbox_credentials
 from verification_link.sandbox.models import SandboxHostedSession
+from verification_link.testing import site_over_requests
 
 pytestmark = pytest.mark.django_db
 
@@ -42,23 +40,7 @@ NEGATIVE_TTL = (
 @pytest.fixture
 def bridge():
     """``requests`` to ``http://testserver`` answered by the Django test client."""
-    forwarded = Client()
-
-    def answer(request):
-        parts = urlsplit(request.url)
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("content-length", "content-type")}
-        response = forwarded.generic(
-            request.method,
-            parts.path + (f"?{parts.query}" if parts.query else ""),
-            data=request.body or b"",
-            content_type=request.headers.get("Content-Type", ""),
-            headers=headers,
-        )
-        return response.status_code, dict(response.items()), response.content
-
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        for method in ("GET", "POST", "DELETE"):
-            mock.add_callback(method, re.compile(re.escape(ORIGIN) + r"/.*"), callback=answer)
+    with site_over_requests(ORIGIN) as mock:
         yield mock
 
 
@@ -103,8 +85,8 @@ def webhooks(session):
 @pytest.mark.parametrize(
     ("outcome", "status", "provider_status", "verdict", "finished"),
     [
-        ("pass", Status.DONE, "completed", "approved", 1),
-        ("fail", Status.FAILED, "failed", "declined", 1),
+        ("pass", Status.DONE, "approved", "approved", 1),
+        ("fail", Status.FAILED, "declined", "declined", 1),
         ("review", Status.IN_PROGRESS, "needs_review", "review", 0),
         ("resubmit", Status.IN_PROGRESS, "pending", "resubmission", 0),
         ("expire", Status.EXPIRED, "expired", "", 1),
@@ -158,7 +140,7 @@ def test_webhook_signed_as_persona_documents(bridge, client, user, commit):
     emulated = SandboxHostedSession.objects.get(external_id=session.external_id)
     from verification_link.sandbox.emulators.persona import EMULATOR
 
-    emulated.outcome, emulated.status = "pass", "completed"
+    emulated.outcome, emulated.status = "pass", "approved"
     body, headers = EMULATOR.webhook(emulated, event="outcome")
     t, v1 = [value.split("=")[1] for value in headers["Persona-Signature"].split(",")]
     secret = KEYS["PERSONA_WEBHOOK_SECRET"]
@@ -167,7 +149,7 @@ def test_webhook_signed_as_persona_documents(bridge, client, user, commit):
     assert hmac.compare_digest(v1, digest)
     event = json.loads(body)["data"]
     assert event["type"] == "event" and event["id"].startswith("evt_")
-    assert event["attributes"]["name"] == "inquiry.completed"
+    assert event["attributes"]["name"] == "inquiry.approved"
     assert event["attributes"]["payload"]["data"]["id"] == session.external_id
     assert hashlib.sha256(body).hexdigest()  # the raw bytes are what was signed
 
@@ -183,7 +165,7 @@ def test_a_refused_webhook_leaves_it_to_the_poll(bridge, client, user, commit, s
     with commit():
         services.refresh_session(session)
     session.refresh_from_db()
-    assert session.status == Status.DONE and session.provider_status == "completed"
+    assert session.status == Status.DONE and session.provider_status == "approved"
     assert len(signal_log.of("verification_finished")) == 1
 
 

@@ -7,14 +7,11 @@ Nothing of ours is patched; Stripe's SDK parses what the emulator signs."""
 from __future__ import annotations
 
 import base64
-import re
 from urllib.parse import urlsplit
 
 import pytest
-import responses
 import stripe
 from django.conf import settings as django_settings
-from django.test import Client
 
 from verification_link import services
 from verification_link.exceptions import ProviderAuthError, ProviderRejected
@@ -23,6 +20,7 @@ from verification_link.providers import get_provider
 from verification_link.sandbox.credentials import sandbox_credentials
 from verification_link.sandbox.emulators.stripe_identity import EMULATOR
 from verification_link.sandbox.models import SandboxHostedSession
+from verification_link.testing import site_over_requests
 
 pytestmark = pytest.mark.django_db
 
@@ -39,24 +37,7 @@ BEARER = {"Authorization": f"Bearer {API_KEY}"}
 @pytest.fixture
 def bridge():
     """``requests`` to ``http://testserver`` answered by the Django test client."""
-    forwarded = Client()
-
-    def answer(request):
-        parts = urlsplit(request.url)
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("content-length", "content-type")}
-        body = request.body or b""
-        response = forwarded.generic(
-            request.method,
-            parts.path + (f"?{parts.query}" if parts.query else ""),
-            data=body.encode() if isinstance(body, str) else body,
-            content_type=request.headers.get("Content-Type", ""),
-            headers=headers,
-        )
-        return response.status_code, dict(response.items()), response.content
-
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        for method in ("GET", "POST"):
-            mock.add_callback(method, re.compile(re.escape(ORIGIN) + r"/.*"), callback=answer)
+    with site_over_requests(ORIGIN) as mock:
         yield mock
 
 

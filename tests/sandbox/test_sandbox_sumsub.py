@@ -15,9 +15,7 @@ import time
 from urllib.parse import urlsplit
 
 import pytest
-import responses
 from django.conf import settings as django_settings
-from django.test import Client
 
 from verification_link import services
 from verification_link.exceptions import ProviderAuthError
@@ -25,6 +23,7 @@ from verification_link.models import VerificationEvent, VerificationSession
 from verification_link.providers import get_provider
 from verification_link.sandbox.credentials import sandbox_credentials
 from verification_link.sandbox.models import SandboxHostedSession
+from verification_link.testing import site_over_requests
 
 pytestmark = pytest.mark.django_db
 
@@ -38,23 +37,7 @@ LINK_PATH = "/sandbox/sumsub/resources/sdkIntegrations/levels/-/websdkLink"
 @pytest.fixture
 def wire():
     """Every request to ``http://testserver`` answered by the Django app, through its test client."""
-    django_client = Client()
-
-    def forward(prepared):
-        parts = urlsplit(prepared.url)
-        headers = {k: v for k, v in prepared.headers.items() if k.lower() not in ("content-type", "content-length")}
-        response = django_client.generic(
-            prepared.method,
-            parts.path + (f"?{parts.query}" if parts.query else ""),
-            data=prepared.body or b"",
-            content_type=prepared.headers.get("Content-Type", "application/octet-stream"),
-            headers=headers,
-        )
-        return response.status_code, {"Content-Type": response.get("Content-Type", "")}, response.content
-
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        for method in ("GET", "POST", "PATCH"):
-            mock.add_callback(method, re.compile(re.escape(ORIGIN) + r"/.*"), callback=forward)
+    with site_over_requests(ORIGIN) as mock:
         yield mock
 
 

@@ -15,7 +15,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import responses
 from django.conf import settings as django_settings
 from django.test import Client
 
@@ -25,6 +24,7 @@ from verification_link.models import VerificationEvent, VerificationSession
 from verification_link.providers import get_provider
 from verification_link.sandbox.credentials import sandbox_credentials
 from verification_link.sandbox.models import SandboxHostedSession
+from verification_link.testing import site_over_requests
 
 pytestmark = pytest.mark.django_db
 
@@ -51,27 +51,7 @@ def wire(settings):
         **settings.VERIFICATION_LINK,
         "PROVIDERS": {**settings.VERIFICATION_LINK["PROVIDERS"], ALIAS: config},
     }
-    site = Client()
-    seen: list[Any] = []
-
-    def forward(request):
-        seen.append(request)
-        parts = urlsplit(request.url)
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("content-length", "content-type")}
-        body = request.body or b""
-        response = site.generic(
-            request.method,
-            parts.path + (f"?{parts.query}" if parts.query else ""),
-            body if isinstance(body, bytes) else body.encode(),
-            content_type=request.headers.get("Content-Type", ""),
-            headers=headers,
-        )
-        return response.status_code, dict(response.headers), response.content
-
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        for method in ("GET", "POST", "DELETE", "PATCH"):
-            rsps.add_callback(method, re.compile(r"http://testserver/.*"), callback=forward)
-        rsps.seen = seen
+    with site_over_requests() as rsps:
         yield rsps
 
 
@@ -97,7 +77,7 @@ def pick(client, session, outcome, capture, *, deliver: bool = True):
 
 
 def webhooks(wire) -> list[Any]:
-    return [r for r in wire.seen if urlsplit(r.url).path == f"/verify/webhook/{ALIAS}/"]
+    return [r for r in [call.request for call in wire.calls] if urlsplit(r.url).path == f"/verify/webhook/{ALIAS}/"]
 
 
 EXPECTED = {
@@ -118,7 +98,7 @@ def test_each_outcome_reaches_the_session_by_signed_webhooks(
     status, verdict, reasons, finished, sent = EXPECTED[outcome]
     with django_capture_on_commit_callbacks(execute=True):
         session = start(user)
-    create = wire.seen[0]
+    create = wire.calls[0].request
     assert (create.method, create.url) == ("POST", f"{BASE}/v1/sessions")
     assert create.headers["X-HMAC-SIGNATURE"] == recipe(create.body)
     assert session.url.startswith("http://testserver/sandbox/hosted/veriff/")
@@ -176,7 +156,7 @@ def test_poll_reads_the_emulators_decision(wire, client, user, signal_log, djang
         services.refresh_session(session)
     session.refresh_from_db()
     assert (session.status, list(session.provider_reasons)) == (Status.FAILED, ["102"])
-    poll = [r for r in wire.seen if r.method == "GET"][-1]
+    poll = [r for r in [call.request for call in wire.calls] if r.method == "GET"][-1]
     assert poll.url == f"{BASE}/v1/sessions/{session.external_id}/decision"
     assert poll.headers["X-HMAC-SIGNATURE"] == recipe(session.external_id)
     assert len(signal_log.of("verification_finished")) == 1

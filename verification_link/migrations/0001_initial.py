@@ -75,7 +75,7 @@ class Migration(migrations.Migration):
                 ('processed', models.BooleanField(default=False, verbose_name='processed')),
                 ('error', models.TextField(blank=True, verbose_name='error')),
                 ('data', models.JSONField(blank=True, default=dict, verbose_name='data')),
-                ('delivery_id', models.CharField(blank=True, max_length=255, verbose_name='delivery id')),
+                ('delivery_id', models.CharField(blank=True, default=None, max_length=255, null=True, verbose_name='delivery id')),
                 ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False, verbose_name='created at')),
                 ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='actor')),
                 ('session', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='events', to='verification_link.verificationsession', verbose_name='session')),
@@ -152,6 +152,6 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name='verificationevent',
-            constraint=models.UniqueConstraint(condition=models.Q(('delivery_id', ''), _negated=True), fields=('provider', 'delivery_id'), name='vl_event_delivery'),
+            constraint=models.UniqueConstraint(fields=('provider', 'delivery_id'), name='vl_event_delivery'),
         ),
     ]

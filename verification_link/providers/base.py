@@ -23,6 +23,7 @@ from requests.adapters import HTTPAdapter
 
 from .. import conf
 from ..exceptions import (
+    ConfigurationError,
     InvalidRequest,
     ProviderAuthError,
     ProviderRejected,
@@ -68,8 +69,10 @@ class BaseProvider:
     required_settings: ClassVar[tuple[str, ...]] = ()
     secret_settings: ClassVar[tuple[str, ...]] = ()
     default_base_url: ClassVar[str] = ""
-    #: Longest lifetime the provider accepts, in seconds.
+    #: Longest lifetime the provider accepts, and the default when ``TTL`` is unset (``None``:
+    #: ``max_ttl``), in seconds.
     max_ttl: ClassVar[int] = 86400
+    default_ttl: ClassVar[int | None] = None
     #: Provider status value → ``VerificationSession.Status`` value.
     status_map: ClassVar[Mapping[str, str]] = {}
     #: Provider next-step value → ``VerificationSession.NextStep`` value.
@@ -124,7 +127,15 @@ class BaseProvider:
 
     @property
     def ttl(self) -> int:
-        return int(self.setting("TTL") or self.max_ttl)
+        """``TTL``, validated here as well as by ``manage.py check``: servers run no checks, and a
+        ``"1h"`` must not become a 500 at the first start."""
+        value = self.setting("TTL")
+        if value is None:
+            return self.default_ttl or self.max_ttl
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= self.max_ttl:
+            key = conf.key_path("PROVIDERS", self.alias, "TTL")
+            raise ConfigurationError(f"{key} must be whole seconds between 1 and {self.max_ttl}.")
+        return value
 
     @property
     def timeout(self) -> tuple[float, float]:

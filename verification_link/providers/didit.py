@@ -233,6 +233,7 @@ class DiditProvider(BaseProvider):
     display_name = "Didit"
     pollable = True
     receives_webhooks = True
+    default_ttl = 86400
     supports_redaction = True
     supported_scopes = tuple(dict.fromkeys(FEATURES.values()))
     default_scopes = ("document", "liveness", "face_match")
@@ -263,10 +264,6 @@ class DiditProvider(BaseProvider):
                     return body[name]
         return None
 
-    @property
-    def ttl(self) -> int:
-        return int(self.setting("TTL") or 86400)
-
     def decode(self, response: requests.Response, operation: str) -> Any:
         if operation == DELETE and 200 <= response.status_code < 300 and not response.content:
             return {}  # 204 No Content
@@ -280,7 +277,7 @@ class DiditProvider(BaseProvider):
             "workflow_id": str(self.setting("WORKFLOW_ID", "")),
             "vendor_data": str(request.session_id),
             "callback": request.return_url,
-            "metadata": request.metadata,
+            "metadata": request.metadata,  # as every provider gets it (it names our session too)
         }
         language = request.language or self.setting("LANGUAGE")
         if language:

@@ -99,18 +99,20 @@ class OnfidoProvider(BaseProvider):
         "review": Status.IN_PROGRESS,  # Onfido has not decided: open, verdict "review"
         "approved": Status.DONE,
         "declined": Status.FAILED,
-        "error": Status.FAILED,  # the run failed technically: no verdict, reason = error type
+        "error": Status.FAILED,  # the run failed technically: verdict "review" (no judgement), reason = error type
         "abandoned": Status.EXPIRED,
     }
-    verdicts = {"approved": Verdict.APPROVED, "declined": Verdict.DECLINED, "review": Verdict.REVIEW}
+    # "error" is Onfido's failure, not the person's: the policy sends it to review, never rejects.
+    verdicts = {
+        "approved": Verdict.APPROVED,
+        "declined": Verdict.DECLINED,
+        "review": Verdict.REVIEW,
+        "error": Verdict.REVIEW,
+    }
     #: Default ``OUTPUT_CHECKS``: check row → key (dotted path) of the workflow's ``output``.
     default_output_checks = {"document": "document", "liveness": "liveness", "face_match": "face_match"}
 
     # -- configuration ----------------------------------------------------------------------------
-
-    @property
-    def ttl(self) -> int:
-        return int(self.setting("TTL") or self.default_ttl)
 
     @property
     def output_checks(self) -> dict[str, str]:
@@ -247,9 +249,11 @@ class OnfidoProvider(BaseProvider):
         if not isinstance(body, Mapping):
             raise self.malformed(operation, "not an object")
         raw = body.get("status")
-        status = self.status_map.get(raw) if isinstance(raw, str) else None
-        if status is None:
-            raise self.malformed(operation, "unknown status")
+        if not isinstance(raw, str) or not raw or len(raw) > 64:
+            raise self.malformed(operation, "no status")
+        # A status Onfido adds later keeps the session open (its raw value kept): polled, never
+        # a 503 to every webhook of it.
+        status = self.status_map.get(raw, Status.IN_PROGRESS)
         reasons, output, error, link = (body.get(key) for key in ("reasons", "output", "error", "link"))
         if reasons is None:
             reasons = []

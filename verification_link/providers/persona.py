@@ -35,7 +35,7 @@ from django.core.checks import CheckMessage, Error
 from django.utils import timezone
 
 from .. import conf
-from ..exceptions import ProviderUnavailable
+from ..exceptions import ConfigurationError, ProviderUnavailable
 from ..jsonbody import InvalidJSON, storable, without_keys
 from ..models import VerificationSession
 from .base import BaseProvider, CheckRow, CreatedSession, CreateRequest, StatusReport, Verdict, WebhookReport
@@ -53,8 +53,9 @@ STATUS_MAP = {
     "declined": Status.FAILED,
     "expired": Status.EXPIRED,
 }
+# "completed" is no verdict: the user finished, Persona's workflow (or a person) decides next —
+# by default the session waits for that decision (``AWAIT_DECISION``).
 VERDICTS = {
-    "completed": Verdict.APPROVED,
     "approved": Verdict.APPROVED,
     "failed": Verdict.DECLINED,
     "declined": Verdict.DECLINED,
@@ -128,6 +129,14 @@ class PersonaProvider(BaseProvider):
     default_api_version = "2023-01-05"
 
     # -- settings ---------------------------------------------------------------------------------
+
+    def __init__(self, alias: str, config: Mapping[str, Any]) -> None:
+        super().__init__(alias, config)
+        # Validated at use too (servers run no checks): a typo in LINK or AWAIT_DECISION must not
+        # silently change which link users get or who is approved.
+        wrong = [m.msg for m in self.check_config(alias, config) if m.id == "verification_link.E020"]
+        if wrong:
+            raise ConfigurationError(wrong[0])
 
     def auth_headers(self) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {self.setting('API_KEY', '')}", "Key-Inflection": "kebab"}
@@ -275,7 +284,7 @@ class PersonaProvider(BaseProvider):
         if status is None:
             return None
         verdict = VERDICTS.get(status_value, Verdict.NONE)
-        if status_value == "completed" and self.setting("AWAIT_DECISION") is True:
+        if status_value == "completed" and self.setting("AWAIT_DECISION", True) is not False:
             status, verdict = Status.IN_PROGRESS, Verdict.NONE
         reasons: list[str] = []
         if verdict == Verdict.DECLINED:

@@ -18,8 +18,9 @@ Wire contract:
   (docs.stripe.com/identity/how-sessions-work)
 - Webhooks: ``Stripe-Signature: t=…,v1=<hex HMAC-SHA256 of f"{t}.{body}">`` under the ``whsec_…``
   string's UTF-8 bytes (the shared ``"timestamped"`` scheme); the Event ``id`` (``evt_…``) is the
-  delivery id; ``data.object`` is the whole VerificationSession. Events of open sessions are
-  confirmed by a retrieve (``PULL_OPEN_EVENTS``): Stripe does not guarantee their order.
+  delivery id; ``data.object`` is the whole VerificationSession. State events but ``canceled`` are
+  confirmed by a retrieve with the report expanded (``PULL_OPEN_EVENTS``): Stripe does not
+  guarantee their order, and ``verified`` names its report by id only.
   (docs.stripe.com/webhooks/signature; stripe-python ``_webhook.py``)
 """
 
@@ -278,8 +279,10 @@ class StripeIdentityProvider(BaseProvider):
             report: StatusReport | None = self.parse_session(obj, operation="webhook")
         except ProviderUnavailable:
             report = None
-        # Open states may arrive out of order: ask Stripe. Final ones can only be the last word.
-        pull = report is not None and report.status not in (Status.DONE, Status.CANCELED) and self.pull_open_events
+        # Open states may arrive out of order: ask Stripe. "verified" is final but names its report
+        # by id only: ask Stripe too, with the report expanded, so the checks are kept (a session
+        # finished by its webhook is never polled again). "canceled" carries all there is.
+        pull = report is not None and report.status != Status.CANCELED and self.pull_open_events
         if not event_id:  # Stripe always names its event; without one, key the delivery and confirm
             event_id, pull = f"{external_id}:{kind}:{raw_status}", report is not None
         return WebhookReport(

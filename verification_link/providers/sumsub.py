@@ -46,7 +46,7 @@ from .. import conf
 from ..exceptions import ProviderRejected, ProviderUnavailable
 from ..jsonbody import InvalidJSON, storable, without_keys
 from ..models import VerificationSession
-from ..webhooks import WebhookRefused, WebhookVerifier, _any_equal, _bytes
+from ..webhooks import SCHEMES, WebhookRefused, WebhookVerifier, _any_equal, _bytes
 from .base import BaseProvider, CheckRow, CreatedSession, CreateRequest, StatusReport, Verdict, WebhookReport
 
 Status = VerificationSession.Status
@@ -93,13 +93,15 @@ class SumsubWebhookVerifier(WebhookVerifier):
     ``WEBHOOK_ALGORITHMS`` (default: all three) lists the ones accepted. Every secret of
     ``WEBHOOK_SECRETS`` is tried, in constant time. No timestamp is signed."""
 
-    schemes = ("sumsub",)
+    schemes = (*SCHEMES, "sumsub")
 
     def __init__(self, alias: str, config: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> None:
         super().__init__(alias, config, defaults)
         merged = {**(defaults or {}), **config}
         self.default_alg = merged.get("WEBHOOK_DEFAULT_ALG", "HMAC_SHA256_HEX")
-        self.algorithms = merged.get("WEBHOOK_ALGORITHMS") or tuple(ALGORITHMS)
+        algorithms = merged.get("WEBHOOK_ALGORITHMS") or tuple(ALGORITHMS)
+        # Checked below, at use: anything but a list of names refuses every webhook (no TypeError).
+        self.algorithms = algorithms if isinstance(algorithms, (list, tuple)) else ("(not a list)",)
         if not self.config_error:
             self.config_error = self._algorithm_error(alias)
             if self.config_error:
@@ -115,6 +117,8 @@ class SumsubWebhookVerifier(WebhookVerifier):
         return ""
 
     def authenticate(self, headers: Mapping[str, str], body: bytes, *, path_secret: str | None, now: float) -> str:
+        if self.scheme != "sumsub":  # any alias may choose a shared scheme ("standard", …)
+            return super().authenticate(headers, body, path_secret=path_secret, now=now)
         alg = headers.get(ALG_HEADER) or self.default_alg
         if alg not in self.algorithms:
             raise WebhookRefused(f"{ALG_HEADER} names an algorithm not accepted")
@@ -167,10 +171,6 @@ class SumsubProvider(BaseProvider):
     lookup_path = "/resources/applicants/-;externalUserId={ref}/one"
     steps_path = "/resources/applicants/{id}/requiredIdDocsStatus"
     deactivate_path = "/resources/applicants/{id}/presence/deactivated"
-
-    @property
-    def ttl(self) -> int:
-        return int(self.setting("TTL") or self.default_ttl)
 
     @classmethod
     def check_config(cls, alias: str, config: Mapping[str, Any]) -> list[CheckMessage]:

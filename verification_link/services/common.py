@@ -112,35 +112,49 @@ def _decide(session: VerificationSession) -> str:
 PROVIDER_WORDS = ("provider_status", "provider_verdict", "provider_reasons")
 
 
-def take_provider_words(session: VerificationSession, report: StatusReport) -> list[str]:
+def take_provider_words(session: VerificationSession, report: StatusReport, *, moved: bool = False) -> list[str]:
     """Copy what the report says in the provider's own words (its raw status, verdict and reason
     codes) onto the session, in memory; returns the fields that changed. A report that says
-    nothing of them (a provider without them, an unsigned hint) changes nothing."""
+    nothing of them (a provider without them, an unsigned hint) changes nothing; nor does one
+    without a verdict while the session holds one at the same status (a late "submitted" after
+    "needs review" must not erase the review: deliveries arrive in any order). ``moved``: the
+    report moves the session (its words are the new ones, whatever they say)."""
+    if not (moved and (report.provider_status or report.verdict)) and not _words_apply(session, report):
+        return []
     changed = []
-    if report.provider_status and report.provider_status != session.provider_status:
+    if report.provider_status and report.provider_status[:64] != session.provider_status:
         session.provider_status = report.provider_status[:64]
         changed.append("provider_status")
-    if report.provider_status or report.verdict:
-        if report.verdict != session.provider_verdict:
-            session.provider_verdict = report.verdict
-            changed.append("provider_verdict")
-        reasons = [str(reason)[:200] for reason in report.reasons[:50]]
-        if reasons != list(session.provider_reasons or []):
-            session.provider_reasons = reasons
-            changed.append("provider_reasons")
+    if report.verdict != session.provider_verdict:
+        session.provider_verdict = report.verdict
+        changed.append("provider_verdict")
+    reasons = _reasons(report)
+    if reasons != list(session.provider_reasons or []):
+        session.provider_reasons = reasons
+        changed.append("provider_reasons")
     return changed
 
 
 def provider_words_differ(session: VerificationSession, report: StatusReport) -> bool:
     """Whether ``take_provider_words`` would change the session (without changing it)."""
-    if not (report.provider_status or report.verdict):
+    if not _words_apply(session, report):
         return False
-    reasons = [str(reason)[:200] for reason in report.reasons[:50]]
     return (
         (bool(report.provider_status) and report.provider_status[:64] != session.provider_status)
         or report.verdict != session.provider_verdict
-        or reasons != list(session.provider_reasons or [])
+        or _reasons(report) != list(session.provider_reasons or [])
     )
+
+
+def _words_apply(session: VerificationSession, report: StatusReport) -> bool:
+    if not (report.provider_status or report.verdict):
+        return False
+    moving = report.status != session.status
+    return moving or bool(report.verdict) or not session.provider_verdict
+
+
+def _reasons(report: StatusReport) -> list[str]:
+    return [str(reason)[:200] for reason in report.reasons[:50]]
 
 
 def _move(
@@ -166,7 +180,7 @@ def _move(
             session.expires_at = report.expires_at
         if report.result:
             session.result = _stored_result(report.result)
-        take_provider_words(session, report)
+        take_provider_words(session, report, moved=True)
     final = session.is_final
     if final:
         session.finished_at = now

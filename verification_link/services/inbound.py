@@ -328,6 +328,21 @@ def process_webhook(
     if delivery_id and not _claim_delivery(event, delivery_id):
         judge_inbound(event, valid=True, processed=True, error="already processed", body=kept)
         return "already processed"
+    try:
+        outcome = _act_on_webhook(event, backend, parsed, kept)
+    except Exception:
+        # Whatever failed (a deadlock, a site receiver's bug), the provider's redelivery must be
+        # processed, not answered "already processed": the id is given back before the error goes on.
+        if delivery_id:
+            _release_delivery(event)
+        raise
+    if outcome == "provider unavailable" and delivery_id:
+        _release_delivery(event)  # the provider retries a 503: its redelivery is processed
+    return outcome
+
+
+def _act_on_webhook(event: VerificationEvent, backend: Any, parsed: Any, kept: KeptBody | None) -> str:
+    """``process_webhook`` once the delivery is known to be new."""
     if parsed.ignored:
         judge_inbound(event, valid=True, processed=True, error="ignored event type", body=kept)
         return "ignored"
@@ -348,23 +363,25 @@ def process_webhook(
         try:
             refresh_session(session, source=VerificationEvent.Source.WEBHOOK)
         except ProviderError as exc:
-            # Recorded (poll_failed) and the next poll scheduled by the refresh; the delivery id is
-            # given back so that the provider's redelivery (it retries a 503) is processed.
-            VerificationEvent.objects.filter(pk=event.pk).update(delivery_id="")
+            # Recorded (poll_failed) and the next poll scheduled by the refresh.
             judge_inbound(event, valid=True, error=f"provider unavailable: {type(exc).__name__}", body=kept)
             return "provider unavailable"
     else:
-        assert parsed.report is not None
         apply_report(session, parsed.report, source=VerificationEvent.Source.WEBHOOK)
     judge_inbound(event, valid=True, processed=True, body=kept, session=session)
     return "processed"
+
+
+def _release_delivery(event: VerificationEvent) -> None:
+    VerificationEvent.objects.filter(pk=event.pk).update(delivery_id=None)
+    event.delivery_id = None
 
 
 def _claim_delivery(event: VerificationEvent, delivery_id: str) -> bool:
     """Write the delivery id on the event, unless another event of the alias holds it already
     (the unique constraint decides, so two deliveries racing each other cannot both win)."""
     if VerificationEvent.objects.filter(provider=event.provider, delivery_id=delivery_id).exists():
-        return False
+        return False  # the common duplicate, answered without a failed INSERT
     try:
         with transaction.atomic():
             VerificationEvent.objects.filter(pk=event.pk).update(delivery_id=delivery_id)

@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import json
@@ -33,7 +32,6 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from ...jsonbody import parse_json
-from ..callbacks import post_once, run_detached
 from ..common import HttpResponseSeeOther
 from ..conf import sandbox_setting
 from ..hosted import ABANDON, EXPIRE, FAIL, PASS, REGISTRY, RESUBMIT, REVIEW, Emulator
@@ -74,7 +72,8 @@ class PersonaEmulator(Emulator):
     title = "Persona"
     id_prefix = "inq_"
     initial_status = "created"
-    statuses = {PASS: "completed", FAIL: "failed", REVIEW: "needs_review", RESUBMIT: "pending", EXPIRE: "expired"}
+    # As a Persona workflow that decides: a passed inquiry is approved, a failed one declined.
+    statuses = {PASS: "approved", FAIL: "declined", REVIEW: "needs_review", RESUBMIT: "pending", EXPIRE: "expired"}
     reasons = {FAIL: "face_mismatch", RESUBMIT: "blurry"}
 
     def new_id(self) -> str:
@@ -153,18 +152,6 @@ class PersonaEmulator(Emulator):
 
     def document(self, session: SandboxHostedSession) -> dict[str, Any]:
         return {"data": self.inquiry(session), "included": self.verifications(session)}
-
-    def schedule_webhook(self, request: HttpRequest | None, session: SandboxHostedSession, *, event: str) -> None:
-        """As ``Emulator.schedule_webhook``, passing ``what`` on to ``post_once`` too (which
-        ``run_detached`` keeps for itself: the base method's call raises ``TypeError``)."""
-        url, signed = self.webhook_url(request), self.webhook(session, event=event)
-        if not url or signed is None:
-            return
-        body, headers = signed
-        send = functools.partial(post_once, what="Persona webhook")
-        transaction.on_commit(
-            lambda: run_detached(send, url, body, headers, what="Persona webhook", session_id=session.external_id)
-        )
 
     def webhook(self, session: SandboxHostedSession, *, event: str) -> tuple[bytes, dict[str, str]] | None:
         secret = sandbox_setting("PERSONA_WEBHOOK_SECRET")

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import hashlib
 import hmac
 import json
@@ -37,7 +36,6 @@ from django.urls import path
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from ..callbacks import post_once, run_detached
 from ..common import is_http_url
 from ..conf import sandbox_setting
 from ..hosted import ABANDON, FAIL, PASS, REGISTRY, RESUBMIT, Emulator
@@ -112,18 +110,6 @@ class StripeIdentityEmulator(Emulator):
         if outcome != ABANDON:  # a submission: Stripe processes it first
             self.schedule_webhook(request, session, event="processing")
         self.schedule_webhook(request, session, event="outcome")
-
-    def schedule_webhook(self, request: HttpRequest | None, session: SandboxHostedSession, *, event: str) -> None:
-        """As ``Emulator.schedule_webhook``, with ``what`` reaching ``post_once`` (``run_detached``
-        keeps it for itself: the base's call raises ``TypeError`` at commit)."""
-        url, signed = self.webhook_url(request), self.webhook(session, event=event)
-        if not url or signed is None:
-            return
-        send, external_id = functools.partial(post_once, what="Stripe Identity webhook"), session.external_id
-        body, headers = signed
-        transaction.on_commit(
-            lambda: run_detached(send, url, body, headers, what="Stripe Identity webhook", session_id=external_id)
-        )
 
     # -- the wire objects -----------------------------------------------------------------------
 

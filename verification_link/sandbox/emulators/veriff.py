@@ -18,7 +18,6 @@ abandon), signed the same way, with ``X-AUTH-CLIENT``.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import json
@@ -33,7 +32,6 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from ...jsonbody import parse_json
-from ..callbacks import post_once, run_detached
 from ..common import is_http_url
 from ..conf import sandbox_setting
 from ..hosted import ABANDON, EXPIRE, FAIL, PASS, REGISTRY, RESUBMIT, REVIEW, Emulator
@@ -77,19 +75,6 @@ class VeriffEmulator(Emulator):
         if outcome != EXPIRE:
             self.schedule_webhook(request, session, event="started" if outcome == ABANDON else "submitted")
         super().finish(request, session, outcome)
-
-    def schedule_webhook(self, request: HttpRequest | None, session: SandboxHostedSession, *, event: str) -> None:
-        """As ``Emulator.schedule_webhook``, with ``what`` reaching ``post_once`` (``run_detached``
-        keeps its own ``what``: the base class's post fails with a TypeError at commit)."""
-        url = self.webhook_url(request)
-        signed = self.webhook(session, event=event) if url else None
-        if signed is None:
-            return
-        body, headers = signed
-        send = functools.partial(post_once, what="Veriff webhook")
-        transaction.on_commit(
-            lambda: run_detached(send, url, body, headers, what="Veriff webhook", session_id=session.external_id)
-        )
 
     def decision(self, session: SandboxHostedSession) -> dict[str, Any] | None:
         """The session's decision object, or None before one exists."""
