@@ -369,6 +369,18 @@ class ProviderContract:
             assert "verification_link.W006" in ids, key
             assert "verification_link.W005" not in ids
 
+    def test_a_webhook_under_broken_secret_settings_is_refused_403(self, client, rsps, started, settings, commit):
+        if self.inbound_url(started) != f"/verify/webhook/{self.ALIAS}/":
+            pytest.skip("the provider's inbound request is authenticated by its URL")
+        config = dict(settings.VERIFICATION_LINK)
+        broken = {**self.alias_config(), "WEBHOOK_SECRETS": self.SECRET}  # a string, not a list
+        config["PROVIDERS"] = {**config["PROVIDERS"], self.ALIAS: broken}
+        settings.VERIFICATION_LINK = config
+        response = self.deliver(client, rsps, started, APPROVED, commit)
+        assert response.status_code == 403
+        started.refresh_from_db()
+        assert not started.is_final
+
     def test_webhook_secrets_are_checked_where_they_are_used_and_by_manage_check(self):
         config = self.alias_config()
         backend = get_provider_class(config)

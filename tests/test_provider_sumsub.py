@@ -724,3 +724,24 @@ def test_kept_webhook_body_has_no_comments():
     kept = SumsubProvider("s", {}).storable_body(payload)
     assert kept == {"type": "applicantReviewed", "reviewResult": {"reviewAnswer": "RED"}}
     assert payload["reviewResult"]["clientComment"] == "Jane Example"
+
+
+@pytest.mark.parametrize("algorithms", [5, "HMAC_SHA256_HEX", ["MD5"], {"a": 1}])
+def test_a_wrong_algorithm_list_refuses_every_webhook_never_a_crash(algorithms):
+    broken = verifier(WEBHOOK_ALGORITHMS=algorithms)
+    assert "WEBHOOK_ALGORITHMS" in broken.config_error
+    with pytest.raises(Exception) as refused:
+        broken.verify({"X-Payload-Digest": "00"}, b"{}")
+    assert getattr(refused.value, "status_code", None) == 403
+    config = {"APP_TOKEN": "sbx:x", "SECRET_KEY": "k", "LEVEL_NAME": "l", "WEBHOOK_SECRETS": ["w"]}
+    ids = [m.id for m in SumsubProvider.check_config("s", {**config, "WEBHOOK_ALGORITHMS": algorithms})]
+    assert "verification_link.E009" in ids
+
+
+def test_a_sumsub_alias_may_choose_standard_webhooks():
+    import base64
+
+    secret = "whsec_" + base64.b64encode(b"sumsub-standard-key-32-bytes-SEC").decode()
+    standard = SumsubWebhookVerifier("s", {"WEBHOOK_AUTH": "standard", "WEBHOOK_SECRETS": [secret]})
+    assert not standard.config_error
+    assert standard.verify(standard.sign(b"{}"), b"{}").startswith("msg_")

@@ -139,6 +139,8 @@ class SumsubWebhookVerifier(WebhookVerifier):
     def sign(
         self, body: bytes, *, secret: str | None = None, timestamp: int | None = None, alg: str | None = None
     ) -> dict[str, str]:
+        if self.scheme != "sumsub":
+            return super().sign(body, secret=secret, timestamp=timestamp)
         alg = alg or self.default_alg
         secret = secret if secret is not None else self._secrets[0]
         return {self.signature_header: self.digest(secret, body, alg), ALG_HEADER: alg}
