@@ -4,13 +4,14 @@ import re
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from verification_link import services, tasks
 from verification_link.exceptions import ProviderAuthError, ProviderRejected, ProviderUnavailable
 from verification_link.models import VerificationEvent, VerificationSession
+from verification_link.providers import StatusReport
 from verification_link.testing import VerificationSessionFactory, ooto_result
 
 pytestmark = pytest.mark.django_db
@@ -70,6 +71,75 @@ def test_a_sweep_twice_polls_nobody_twice(fake_ooto, user):
     assert services.run_poll_sweep(now=now).processed == 4
     assert services.run_poll_sweep(now=now).found == 0  # each got its own next poll time
     assert len(fake_ooto.calls("GET")) == 4
+
+
+def unchanged_at_the_provider(fake_ooto, sessions):
+    for session in sessions:  # the provider says what we hold: no step, no new expiry (in its milliseconds)
+        expires_at = session.expires_at.replace(microsecond=session.expires_at.microsecond // 1000 * 1000)
+        VerificationSession.objects.filter(pk=session.pk).update(expires_at=expires_at)
+        session.refresh_from_db()
+        fake_ooto.advance(session, session.status, next_step=session.next_step, expires_at=expires_at)
+
+
+def poll_bookkeeping_writes(ctx):
+    sql = [query["sql"] for query in ctx.captured_queries]
+    return [statement for statement in sql if statement.startswith("UPDATE") and '"last_polled_at" =' in statement]
+
+
+def test_a_poll_batch_writes_its_unchanged_answers_in_one_statement(fake_ooto, user, vl_settings):
+    vl_settings(POLL_BATCH_SIZE=3)
+    sessions = make_sessions(fake_ooto, user, 6)
+    unchanged_at_the_provider(fake_ooto, sessions)
+    before = VerificationEvent.objects.count()
+    with CaptureQueriesContext(connection) as ctx:
+        result = services.run_poll_sweep(now=due_now())
+    assert (result.found, result.processed, result.failed) == (6, 6, 0)
+    assert len(poll_bookkeeping_writes(ctx)) == 2  # one per batch, not one per session
+    assert VerificationEvent.objects.count() == before  # an answer that changes nothing is no event
+    for session in sessions:
+        session.refresh_from_db()
+        assert (session.status, session.poll_attempts) == ("CREATED", 1)
+        assert session.next_poll_at == session.last_polled_at + timedelta(seconds=services.poll_interval(1))
+
+
+def test_a_session_moved_while_its_batch_was_polled_keeps_its_move_and_gets_the_answer_recorded(
+    fake_ooto, user, vl_settings
+):
+    vl_settings(POLL_BATCH_SIZE=4)  # one batch: the moved session, due again soon, is not claimed twice
+    first, second, third = make_sessions(fake_ooto, user, 3)
+    unchanged_at_the_provider(fake_ooto, [first, second, third])
+    answer = fake_ooto.handle
+
+    def answer_while_a_callback_moves_the_first(method, path, headers, body):
+        if third.token in path:  # the sweep polls them in order: the first has its answer already
+            services.apply_report(first.pk, StatusReport(status="IN_PROGRESS"), source="callback", kind=Kind.CALLBACK)
+        return answer(method, path, headers, body)
+
+    fake_ooto.handle = answer_while_a_callback_moves_the_first
+    result = services.run_poll_sweep(now=due_now())
+    assert (result.found, result.processed, result.failed) == (3, 3, 0)
+    first.refresh_from_db()
+    assert first.status == "IN_PROGRESS"  # the older answer did not undo the move
+    late = first.events.get(kind=Kind.POLL)
+    assert (late.old_status, late.new_status, late.applied) == ("IN_PROGRESS", "CREATED", False)
+    assert [VerificationSession.objects.get(pk=s.pk).poll_attempts for s in (second, third)] == [1, 1]
+
+
+def test_a_poll_batch_whose_bookkeeping_fails_is_written_one_session_at_a_time(fake_ooto, user, vl_settings, caplog):
+    vl_settings(POLL_BATCH_SIZE=3)
+    sessions = make_sessions(fake_ooto, user, 3)
+    unchanged_at_the_provider(fake_ooto, sessions)
+
+    def refuse_the_batch_write(execute, sql, params, many, context):
+        if sql.startswith("UPDATE") and '"last_polled_at" =' in sql and sql.count("%s") > 8:
+            raise DatabaseError("the batch write fails")
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(refuse_the_batch_write):
+        result = services.run_poll_sweep(now=due_now())
+    assert (result.found, result.processed, result.failed) == (3, 3, 0)
+    assert [VerificationSession.objects.get(pk=s.pk).poll_attempts for s in sessions] == [1, 1, 1]
+    assert "writing them one at a time" in caplog.text
 
 
 def test_run_concurrently_keeps_going_and_returns_errors():
@@ -211,6 +281,41 @@ def test_expiry_counts_sessions_its_last_check_found_expired(fake_ooto, user, co
     assert sorted(k["status"] for k in signal_log.of("verification_finished")) == ["DONE", "EXPIRED", "EXPIRED"]
     fake_ooto.advance(silent, "CREATED")  # a second sweep finds nothing to count
     assert services.expire_sessions() == 0
+
+
+def test_a_last_check_that_brings_nothing_new_is_kept_on_the_expiry_and_writes_nothing_else(
+    fake_ooto, user, vl_settings
+):
+    vl_settings(EXPIRY_BATCH_SIZE=2)
+
+    def sweep(last_check):
+        sessions = make_sessions(fake_ooto, user, 4)
+        past = (timezone.now() - timedelta(days=1)).replace(microsecond=0)  # as the provider says it
+        VerificationSession.objects.filter(pk__in=[s.pk for s in sessions]).update(
+            expires_at=past, next_step="LIVENESS"
+        )
+        for session in sessions:
+            fake_ooto.advance(session, "CREATED", next_step="LIVENESS", expires_at=past)
+        before = VerificationEvent.objects.count()
+        with CaptureQueriesContext(connection) as ctx:
+            assert services.run_expiry_sweep(last_check=last_check).processed == 4
+        assert VerificationEvent.objects.count() == before + 4  # one event each: its expiry
+        # Not the savepoints: a sweep run inside a transaction (this test's) confines each check in one.
+        return sessions, [q["sql"] for q in ctx.captured_queries if "SAVEPOINT" not in q["sql"]]
+
+    _, without = sweep(False)
+    checked, with_checks = sweep(True)
+    assert len(fake_ooto.calls("GET")) == 4
+    # The checks add one read per batch (its sessions to check), and no write of their own.
+    assert len(with_checks) == len(without) + 2
+    assert [sql.split()[0] for sql in with_checks if sql.split()[0] in ("UPDATE", "INSERT")] == [
+        sql.split()[0] for sql in without if sql.split()[0] in ("UPDATE", "INSERT")
+    ]
+    for session in checked:
+        (expired,) = session.events.filter(kind=Kind.EXPIRED)
+        assert expired.data["last_check"]["status"] == "CREATED"
+        assert expired.data["last_check"]["next_step"] == "LIVENESS"
+        assert not session.events.filter(kind=Kind.POLL).exists()
 
 
 def test_expiry_without_the_last_check_calls_nobody(fake_ooto, user, vl_settings):

@@ -13,7 +13,7 @@ writes ``status`` itself. The rules (DESIGN.md, "Lifecycle rules"):
 
 A package with a module per concern — ``common`` (the row lock, signals, the one forward move),
 ``start``, ``reports`` (applying what the provider says), ``inbound`` (callbacks and webhooks),
-``reviews``, ``sweeps``, ``retention`` — whose public names are all importable from here.
+``reviews``, ``sweeps`` (and their ``threads``), ``retention`` — whose public names are all importable from here.
 """
 
 from ..providers import get_provider  # noqa: F401  (importable from here before the split)
@@ -39,10 +39,10 @@ from .sweeps import (
     claim_due_sessions,
     expire_sessions,
     poll_due_sessions,
-    run_concurrently,
     run_expiry_sweep,
     run_poll_sweep,
 )
+from .threads import SweepPool, run_concurrently
 
 __all__ = [
     "CALLBACK_SESSION_FIELDS",
@@ -50,6 +50,7 @@ __all__ = [
     "RECORDED_HEADERS",
     "KeptBody",
     "PurgeResult",
+    "SweepPool",
     "SweepResult",
     "apply_report",
     "cancel_session",

@@ -3,7 +3,9 @@ of an answer that changes nothing (compare-and-set, a callback's confirmation)."
 
 from __future__ import annotations
 
+from collections import defaultdict
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -111,16 +113,96 @@ def _refresh(
     calls in flight separately from the threads applying answers to the database; a callback passes
     its recorded request as ``confirms``, marked processed with the answer written on it."""
     current = session if isinstance(session, VerificationSession) else VerificationSession.objects.get(pk=session)
-    backend = get_provider(current.provider)
-    if current.is_final or not backend.pollable:
+    if current.is_final or not get_provider(current.provider).pollable:
         return current
     now = timezone.now()
+    report = _ask_provider(current, source=source, now=now, timeout=timeout, provider_slot=provider_slot)
+    if confirms is not None and _record_unchanged_confirmation(current, report, confirms, now=now):
+        return current
+    if by is None and _record_unchanged(current, report, source=source, now=now, confirms=confirms):
+        return current
+    return apply_report(current, report, source=source, now=now, polled=True, by=by, confirms=confirms)
+
+
+@dataclass(frozen=True)
+class UnchangedAnswer:
+    """A sweep's poll answer that brings nothing new (``brings_nothing_new``), its bookkeeping not
+    written yet: the sweep writes a whole batch's at once (``record_unchanged_answers``)."""
+
+    session: VerificationSession
+    report: StatusReport
+
+
+def _poll_for_sweep(
+    session: VerificationSession, *, source: str, provider_slot: AbstractContextManager[Any] | None = None
+) -> VerificationSession | UnchangedAnswer:
+    """``_refresh`` of a claimed session, for a sweep: the commonest answer, the open status we
+    hold, is returned as an ``UnchangedAnswer`` and nothing written; any other is applied."""
+    if session.is_final or not get_provider(session.provider).pollable:
+        return session
+    now = timezone.now()
+    report = _ask_provider(session, source=source, now=now, provider_slot=provider_slot)
+    if "poll_attempts" not in session.get_deferred_fields() and brings_nothing_new(session, report):
+        return UnchangedAnswer(session, report)
+    return apply_report(session, report, source=source, now=now, polled=True)
+
+
+def record_unchanged_answers(answers: list[UnchangedAnswer]) -> list[UnchangedAnswer]:
+    """Write the poll bookkeeping (``last_polled_at``, ``poll_attempts``, ``next_poll_at``) of a
+    batch's answers that brought nothing new: one compare-and-set UPDATE per (status, attempts)
+    group of them — a statement per batch where ``_record_unchanged`` takes one per session — in
+    one transaction, and a read of the rows it did not write when there are any.
+
+    Returns the answers whose session changed meanwhile (a callback moved it): the caller applies
+    each to the row as it is now (``apply_report``), which records it and decides. Raises, writing
+    nothing, when the database fails: the caller then writes them one at a time."""
+    now = timezone.now()
+    groups: dict[tuple[str, int], list[UnchangedAnswer]] = defaultdict(list)
+    for answer in answers:
+        groups[(answer.session.status, answer.session.poll_attempts)].append(answer)
+    stale: list[UnchangedAnswer] = []
+    written: set[Any] = set()
+    with transaction.atomic():
+        for (status, attempts), group in groups.items():
+            changes: dict[str, Any] = {
+                "poll_attempts": attempts + 1,
+                "next_poll_at": now + timedelta(seconds=poll_interval(attempts + 1)),
+                "last_polled_at": now,
+                "updated_at": now,
+            }
+            pks = [answer.session.pk for answer in group]
+            unchanged = VerificationSession.objects.filter(pk__in=pks, status=status, poll_attempts=attempts)
+            if unchanged.update(**changes) == len(pks):
+                written.update(pks)
+            else:
+                # Our UPDATE holds the rows it wrote until commit: those are the ones with our changes.
+                written.update(VerificationSession.objects.filter(pk__in=pks, **changes).values_list("pk", flat=True))
+            for answer in group:
+                if answer.session.pk in written:
+                    for field, value in changes.items():
+                        setattr(answer.session, field, value)
+                else:
+                    stale.append(answer)
+    return stale
+
+
+def _ask_provider(
+    session: VerificationSession,
+    *,
+    source: str,
+    now: datetime,
+    timeout: float | None = None,
+    provider_slot: AbstractContextManager[Any] | None = None,
+) -> StatusReport:
+    """The provider's answer about a pollable, open ``session`` (loaded with at least what
+    ``get_status`` reads). A provider error is recorded (``poll_failed``), pushes the next poll
+    back, and is re-raised."""
     try:
         with provider_slot or nullcontext():
-            report = backend.get_status(current, timeout=timeout)
+            return get_provider(session.provider).get_status(session, timeout=timeout)
     except ProviderError as exc:
         with transaction.atomic():
-            locked = _lock(current)
+            locked = _lock(session)
             VerificationEvent.objects.create(
                 session=locked,
                 provider=locked.provider,
@@ -139,13 +221,24 @@ def _refresh(
                 _schedule_next_poll(locked, now, moved=False)
                 locked.last_polled_at = now
                 locked.save(update_fields=["poll_attempts", "next_poll_at", "last_polled_at", "updated_at"])
-        logger.warning("verification session %s: refresh failed: %s", current.pk, exc)
+        logger.warning("verification session %s: refresh failed: %s", session.pk, exc)
         raise
-    if confirms is not None and _record_unchanged_confirmation(current, report, confirms, now=now):
-        return current
-    if by is None and _record_unchanged(current, report, source=source, now=now, confirms=confirms):
-        return current
-    return apply_report(current, report, source=source, now=now, polled=True, by=by, confirms=confirms)
+
+
+def brings_nothing_new(session: VerificationSession, report: StatusReport) -> bool:
+    """Whether ``report`` says only what we hold of the open ``session``: the same status, no
+    later expiry or step, the same provider's words. False, too, when a field it must be compared
+    with was not loaded."""
+    if report.status != session.status or session.is_final:
+        return False
+    deferred = session.get_deferred_fields()
+    if {"expires_at", "next_step", "scopes"} & deferred:
+        return False
+    if (report.provider_status or report.verdict) and set(PROVIDER_WORDS) & deferred:
+        return False
+    if report.expires_at is not None and report.expires_at != session.expires_at:
+        return False
+    return not (_step_advances(session, report.next_step) or provider_words_differ(session, report))
 
 
 def _step_advances(session: VerificationSession, step: str) -> bool:
@@ -214,13 +307,7 @@ def _record_unchanged_confirmation(
     alone: the poll schedule is the sweep's business, and rewriting a row with a dozen indexes to
     say "nothing changed" was most of this path's cost. One statement. Returns False, writing
     nothing, when the answer is anything else."""
-    if (
-        report.status != session.status
-        or session.is_final
-        or {"expires_at", "next_step", "scopes"} & session.get_deferred_fields()
-        or (report.expires_at is not None and report.expires_at != session.expires_at)
-        or _step_advances(session, report.next_step)
-    ):
+    if not brings_nothing_new(session, report):
         return False
     # One UPDATE of the callback's own row, atomic by itself; a duplicate run (a Celery retry)
     # finds it processed and writes nothing.
@@ -245,13 +332,7 @@ def _record_unchanged(
     same transaction. Returns False, changing nothing, when the answer is a move, brings a new
     expiry or step, or the row changed meanwhile; ``apply_report`` then takes the row lock, records
     the answer and decides."""
-    if (
-        report.status != session.status
-        or session.is_final
-        or {"poll_attempts", "expires_at", "next_step", "scopes"} & session.get_deferred_fields()
-        or ((report.provider_status or report.verdict) and set(PROVIDER_WORDS) & session.get_deferred_fields())
-        or provider_words_differ(session, report)
-    ):
+    if "poll_attempts" in session.get_deferred_fields() or not brings_nothing_new(session, report):
         return False
     # A callback says the provider is moving (the user is in the flow): the back-off starts over, so
     # a completion announced by a callback that was coalesced meanwhile is polled for in
@@ -263,8 +344,6 @@ def _record_unchanged(
         "last_polled_at": now,
         "updated_at": now,
     }
-    if (report.expires_at and report.expires_at != session.expires_at) or _step_advances(session, report.next_step):
-        return False  # news (the provider's expiry, a step forward): recorded and saved by apply_report
     unchanged = VerificationSession.objects.filter(
         pk=session.pk, status=session.status, poll_attempts=session.poll_attempts
     )

@@ -3,8 +3,6 @@ bounded thread pool, one session's failure confined to it."""
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -12,7 +10,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -20,9 +18,18 @@ from .. import conf
 from ..exceptions import ConfigurationError, ProviderError
 from ..logsafe import failure_text
 from ..models import VerificationEvent, VerificationSession
-from ..providers import load_backend
+from ..providers import StatusReport, load_backend
 from .common import PROVIDER_WORDS, Kind, SessionRef, Status, _move, _pk, logger, take_write_lock
-from .reports import _refresh
+from .reports import (
+    UnchangedAnswer,
+    _ask_provider,
+    _poll_for_sweep,
+    _record_unchanged,
+    apply_report,
+    brings_nothing_new,
+    record_unchanged_answers,
+)
+from .threads import SweepPool, _sweep_threads, _SweepTurns
 
 
 @dataclass
@@ -95,109 +102,6 @@ def claim_due_sessions(*, now: datetime | None = None, limit: int | None = None)
             lease = now + timedelta(seconds=int(conf.get("POLL_CLAIM_SECONDS")))
             VerificationSession.objects.filter(pk__in=[s.pk for s in claimed]).update(next_poll_at=lease)
     return claimed
-
-
-def run_concurrently(ids: Iterable[Any], work: Callable[[Any], Any], *, concurrency: int) -> list[Any]:
-    """Run ``work(id)`` for every id on at most ``concurrency`` threads; return the results (or the
-    exceptions) in no particular order.
-
-    Inside a transaction, or with ``concurrency`` 1, everything runs in the calling thread: other
-    threads have their own database connections and could not see uncommitted rows. ``work`` that
-    writes to the database from threads must take a ``_SweepTurns`` database turn (the sweeps do):
-    SQLite takes one writer at a time.
-    """
-    ids = list(ids)
-    results: list[Any] = []
-
-    def guarded(pk: Any) -> Any:
-        try:
-            return work(pk)
-        except Exception as exc:  # the caller decides what an error means
-            return exc
-
-    if concurrency <= 1 or len(ids) <= 1 or connection.in_atomic_block:
-        return [guarded(pk) for pk in ids]
-    pending = queue.SimpleQueue()
-    for pk in ids:
-        pending.put(pk)
-    lock = threading.Lock()
-
-    def worker() -> None:
-        try:
-            while True:
-                try:
-                    pk = pending.get_nowait()
-                except queue.Empty:
-                    return
-                outcome = guarded(pk)
-                with lock:
-                    results.append(outcome)
-        finally:
-            connections.close_all()  # this thread's connections, not the caller's
-
-    threads = [threading.Thread(target=worker, name=f"vl-sweep-{n}") for n in range(min(concurrency, len(ids)))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
-
-
-#: The database turn of sweep threads where the database takes one writer at a time: shared by
-#: every sweep of the process (a worker may run a poll and an expiry sweep at once). Re-entrant so
-#: that work run inline in a thread already holding it cannot deadlock on itself.
-_single_writer = threading.RLock()
-
-
-class _SweepTurns:
-    """How the threads of one sweep share the provider and the database.
-
-    ``database`` (a context manager) is held for the whole of one session's work. Where the database
-    has row locks (``has_select_for_update``: PostgreSQL, MySQL) it is free and threads write
-    concurrently, each transaction holding its rows. Where it has not (SQLite: one write lock per
-    database file) it is one lock for every sweep thread of the process: concurrent writers there
-    fail with "database is locked" (a deferred transaction that read first cannot wait for the
-    lock) or queue in SQLite's sleeping busy handler.
-
-    ``provider_call`` is ``_refresh``'s ``provider_slot``: at most ``concurrency`` provider calls in
-    flight, and the database turn given up while a thread waits for a slot and for the answer, so
-    the provider calls — the slow part — still overlap.
-    """
-
-    def __init__(self, concurrency: int) -> None:
-        writer = None if connection.features.has_select_for_update else _single_writer
-        self.database: AbstractContextManager[Any] = writer if writer is not None else nullcontext()
-        self.provider_call = _ProviderCall(threading.BoundedSemaphore(concurrency), writer)
-
-
-class _ProviderCall:
-    """A provider slot taken, with the database turn (if any) given up, for the duration of a
-    provider call: entered only by a thread holding that turn. Reusable and thread-safe."""
-
-    def __init__(self, slots: threading.BoundedSemaphore, writer: threading.RLock | None) -> None:
-        self.slots = slots
-        self.writer = writer
-
-    def __enter__(self) -> None:
-        if self.writer is not None:
-            self.writer.release()
-        try:
-            self.slots.acquire()
-        except BaseException:
-            if self.writer is not None:
-                self.writer.acquire()
-            raise
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.slots.release()  # before waiting for the database: never hold both while waiting
-        if self.writer is not None:
-            self.writer.acquire()
-
-
-def _sweep_threads(concurrency: int) -> int:
-    # ``concurrency`` provider calls in flight at all times, plus threads that apply answers to the
-    # database meanwhile: the provider is the scarce resource, keep it busy.
-    return concurrency + max(1, concurrency // 2)
 
 
 def _isolated(work: Callable[[Any], Any], turns: _SweepTurns, *, source: str) -> Callable[[Any], Any]:
@@ -285,22 +189,30 @@ def run_poll_sweep(
 
     A session's failure is its own: logged, recorded, counted in ``failed``; its claim then lapses
     (``POLL_CLAIM_SECONDS``) and a later sweep polls it again. The rest of the sweep goes on.
+
+    On the pool, the next batch is claimed while the current one is polled (one pool of threads
+    for the whole sweep): a claim waits at most two batches' polls, well inside its lease.
     """
     now = now or timezone.now()  # fixed for the whole sweep: a session polled now is not due again in it
     concurrency = concurrency or int(conf.get("POLL_CONCURRENCY"))
     batch_size = int(conf.get("POLL_BATCH_SIZE"))
     turns = _SweepTurns(concurrency)
     poll = _isolated(
-        partial(_refresh, source=VerificationEvent.Source.POLL, provider_slot=turns.provider_call),
+        partial(_poll_for_sweep, source=VerificationEvent.Source.POLL, provider_slot=turns.provider_call),
         turns,
         source=VerificationEvent.Source.POLL,
     )
     result = SweepResult()
-    for _ in range(max_batches):
+
+    def claim() -> list[VerificationSession]:
         with turns.database:
             claimed = claim_due_sessions(now=now, limit=batch_size)
         result.found += len(claimed)
-        if dispatch is not None:
+        return claimed
+
+    if dispatch is not None:
+        for _ in range(max_batches):
+            claimed = claim()
             for session in claimed:
                 try:
                     dispatch(session.pk)
@@ -310,11 +222,51 @@ def run_poll_sweep(
                     result.failed += 1
                 else:
                     result.processed += 1
-        else:
-            _tally(result, run_concurrently(claimed, poll, concurrency=_sweep_threads(concurrency)))
-        if len(claimed) < batch_size:
-            break
+            if len(claimed) < batch_size:
+                break
+        return result
+    with SweepPool(_sweep_threads(concurrency)) as pool:
+        claimed = claim()
+        polls = pool.submit(claimed, poll)
+        for batches in range(1, max_batches + 1):
+            # The next batch is claimed while this one is polled: the provider never waits for a claim.
+            more = len(claimed) == batch_size and batches < max_batches
+            claimed = claim() if more else []
+            following = pool.submit(claimed, poll)
+            outcomes = polls.wait()
+            _tally(result, outcomes)
+            with turns.database:
+                _write_unchanged([outcome for outcome in outcomes if isinstance(outcome, UnchangedAnswer)], result)
+            if not more:
+                break
+            polls = following
     return result
+
+
+def _write_unchanged(answers: list[UnchangedAnswer], result: SweepResult) -> None:
+    """The bookkeeping of a batch's answers that brought nothing new, written at once
+    (``record_unchanged_answers``); a session that changed meanwhile gets its answer applied to the
+    row as it is now. When the batch's write fails, one session at a time: only the sessions that
+    fail by themselves are failed (logged, recorded, counted; their claims lapse)."""
+    if not answers:
+        return
+    source = VerificationEvent.Source.POLL
+    one_at_a_time = False
+    try:
+        stale = record_unchanged_answers(answers)
+    except Exception:
+        logger.exception("poll sweep: the bookkeeping of %d answers failed; writing them one at a time", len(answers))
+        stale, one_at_a_time = answers, True
+    for answer in stale:
+        session, report = answer.session, answer.report
+        try:
+            with transaction.atomic() if connection.in_atomic_block else nullcontext():
+                if not (one_at_a_time and _record_unchanged(session, report, source=source, now=timezone.now())):
+                    apply_report(session, report, source=source, polled=True)
+        except Exception as exc:
+            _record_failure(session, exc, source=source)
+            result.processed -= 1
+            result.failed += 1
 
 
 def poll_due_sessions(*, now: datetime | None = None) -> int:
@@ -322,13 +274,24 @@ def poll_due_sessions(*, now: datetime | None = None) -> int:
     return run_poll_sweep(now=now).processed
 
 
-def _last_check(session: VerificationSession, *, provider_slot: AbstractContextManager[Any] | None = None) -> bool:
-    """One last status check of an overdue session (loaded with ``_REFRESH_FIELDS``): True when the
-    provider's answer made it EXPIRED (the sweep counts it as expired), False for any other answer,
-    or when it finished meanwhile (the answer is then applied to the row as it is now, locked)."""
+def _last_check(
+    session: VerificationSession, *, provider_slot: AbstractContextManager[Any] | None = None
+) -> bool | StatusReport:
+    """One last status check of an overdue session (loaded with ``_REFRESH_FIELDS``).
+
+    An answer that brings nothing new (the open status we hold) is returned, nothing written: the
+    session is expired in its batch right after, the answer on its ``expired`` event; recording it
+    first, to overwrite that in the same sweep, was a statement per session for nothing. Any other
+    answer is applied to the row as it is now, locked: True when it made the session EXPIRED (the
+    sweep counts it as expired), False otherwise, or when the session finished meanwhile."""
     if session.is_final:
         return False  # not this check's doing
-    checked = _refresh(session, source=VerificationEvent.Source.EXPIRY, provider_slot=provider_slot)
+    report = _ask_provider(
+        session, source=VerificationEvent.Source.EXPIRY, now=timezone.now(), provider_slot=provider_slot
+    )
+    if brings_nothing_new(session, report):
+        return report
+    checked = apply_report(session, report, source=VerificationEvent.Source.EXPIRY, polled=True)
     return checked.status == Status.EXPIRED
 
 
@@ -348,7 +311,8 @@ def run_expiry_sweep(
     may have finished without our hearing, or the provider may have extended them. The rest of a
     batch is expired in one transaction with a constant number of queries: bulk ``update()`` and
     ``bulk_create()``, so no ``pre_save`` or ``post_save`` for these rows; each session still gets
-    its own events and ``verification_finished``.
+    its own events and ``verification_finished``. One pool of threads serves the whole sweep: the
+    next batch's last checks are under way while a batch is expired.
 
     A session's failure is isolated: logged, recorded, counted once in ``failed``. A session whose
     last check failed is expired all the same. A batch whose transaction fails is expired again one
@@ -381,41 +345,71 @@ def run_expiry_sweep(
             return []
         # One query for the batch's sessions to check, not one each, taken up in the batch's order;
         # a session gone meanwhile is simply not among them.
-        loaded = VerificationSession.objects.filter(pk__in=pks).order_by().only(*_REFRESH_FIELDS)
+        with turns.database:
+            loaded = list(VerificationSession.objects.filter(pk__in=pks).order_by().only(*_REFRESH_FIELDS))
         by_pk = {session.pk: session for session in loaded}
         return [by_pk[pk] for pk in pks if pk in by_pk]
 
-    result = SweepResult()
-    page = overdue
-    while True:
-        batch = list(page.values_list("pk", "provider", "expires_at")[:batch_size])
-        if not batch:
-            break
-        result.found += len(batch)
-        failed: set[Any] = set()
-        for pk, outcome in run_concurrently(to_check(batch), keyed_check, concurrency=_sweep_threads(concurrency)):
-            if outcome is True:
-                result.processed += 1  # the provider's own EXPIRED, applied by the check
-            elif isinstance(outcome, Exception) and not isinstance(outcome, VerificationSession.DoesNotExist):
-                failed.add(pk)  # said nothing: the session is expired all the same
+    def next_batch(after: list[tuple[Any, str, datetime]] | None) -> list[tuple[Any, str, datetime]]:
+        page = overdue
+        if after:
+            last_expiry, last_pk = after[-1][2], after[-1][0]
+            # The rows after (last_expiry, last_pk): ``>=`` on the indexed column bounds the index
+            # scan, the OR breaks ties by id. (A row-value comparison, ``(a, b) > (x, y)``, is not
+            # portable.)
+            page = overdue.filter(Q(expires_at__gt=last_expiry) | Q(pk__gt=last_pk), expires_at__gte=last_expiry)
         with turns.database:
-            result.processed += _expire([pk for pk, _, _ in batch], cutoff=cutoff, now=now, failed=failed)
-        result.failed += len(failed)
-        if len(batch) < batch_size:
-            break
-        last_expiry, last_pk = batch[-1][2], batch[-1][0]
-        # The rows after (last_expiry, last_pk): ``>=`` on the indexed column bounds the index scan,
-        # the OR breaks ties by id. (A row-value comparison, ``(a, b) > (x, y)``, is not portable.)
-        page = overdue.filter(Q(expires_at__gt=last_expiry) | Q(pk__gt=last_pk), expires_at__gte=last_expiry)
+            return list(page.values_list("pk", "provider", "expires_at")[:batch_size])
+
+    result = SweepResult()
+    with SweepPool(_sweep_threads(concurrency)) as pool:
+        batch = next_batch(None)
+        checks = pool.submit(to_check(batch), keyed_check)
+        while batch:
+            outcomes = checks.wait()
+            # The next batch's last checks are under way while this one is expired: the provider
+            # never waits for our writes.
+            following = next_batch(batch) if len(batch) == batch_size else []
+            checks = pool.submit(to_check(following), keyed_check)
+            _expire_checked(batch, outcomes, result, turns, cutoff=cutoff, now=now)
+            batch = following
     return result
 
 
-def _expire(ids: list[Any], *, cutoff: datetime, now: datetime, failed: set[Any]) -> int:
+def _expire_checked(
+    batch: list[tuple[Any, str, datetime]],
+    outcomes: list[tuple[Any, Any]],
+    result: SweepResult,
+    turns: _SweepTurns,
+    *,
+    cutoff: datetime,
+    now: datetime,
+) -> None:
+    """Expire one batch of the expiry sweep, its last checks' ``outcomes`` in, and count it."""
+    result.found += len(batch)
+    failed: set[Any] = set()
+    answers: dict[Any, dict[str, Any]] = {}
+    for pk, outcome in outcomes:
+        if outcome is True:
+            result.processed += 1  # the provider's own EXPIRED, applied by the check
+        elif isinstance(outcome, StatusReport):
+            answers[pk] = outcome.summary()  # still open there, nothing new: written on its expiry
+        elif isinstance(outcome, Exception) and not isinstance(outcome, VerificationSession.DoesNotExist):
+            failed.add(pk)  # said nothing: the session is expired all the same
+    with turns.database:
+        expiring = [pk for pk, _, _ in batch]
+        result.processed += _expire(expiring, cutoff=cutoff, now=now, failed=failed, answers=answers)
+    result.failed += len(failed)
+
+
+def _expire(
+    ids: list[Any], *, cutoff: datetime, now: datetime, failed: set[Any], answers: dict[Any, dict[str, Any]]
+) -> int:
     """``_expire_batch(ids)``; when the batch's transaction fails, again one session at a time, so
     that only the sessions that fail by themselves stay open (added to ``failed``, each logged and
     recorded). Returns how many became EXPIRED."""
     try:
-        return _expire_batch(ids, cutoff=cutoff, now=now)
+        return _expire_batch(ids, cutoff=cutoff, now=now, answers=answers)
     except Exception as exc:
         if len(ids) == 1:
             _record_failure(ids[0], exc, source=VerificationEvent.Source.EXPIRY)
@@ -425,16 +419,20 @@ def _expire(ids: list[Any], *, cutoff: datetime, now: datetime, failed: set[Any]
     expired = 0
     for pk in ids:
         try:
-            expired += _expire_batch([pk], cutoff=cutoff, now=now)
+            expired += _expire_batch([pk], cutoff=cutoff, now=now, answers=answers)
         except Exception as exc:
             _record_failure(pk, exc, source=VerificationEvent.Source.EXPIRY)
             failed.add(pk)
     return expired
 
 
-def _expire_batch(ids: list[Any], *, cutoff: datetime, now: datetime) -> int:
+def _expire_batch(
+    ids: list[Any], *, cutoff: datetime, now: datetime, answers: dict[Any, dict[str, Any]] | None = None
+) -> int:
     """Expire, in one transaction, those of ``ids`` still open and overdue (a last check may have
-    finished or extended some). Constant query count: lock, update, insert events."""
+    finished or extended some). Constant query count: lock, update, insert events. ``answers``: the
+    last checks' answers that changed nothing, by session id, each kept on that session's
+    ``expired`` event (``data["last_check"]``)."""
     with transaction.atomic():
         take_write_lock()  # reads, then writes: on SQLite the write lock must come first
         # Locked by primary key alone, the rest checked here: with a condition on status or expiry
@@ -452,7 +450,10 @@ def _expire_batch(ids: list[Any], *, cutoff: datetime, now: datetime) -> int:
             return 0
         events = []
         for session in sessions:
-            events += _move(session, Status.EXPIRED, source=VerificationEvent.Source.EXPIRY, now=now, kind=Kind.EXPIRED)
+            moved = _move(session, Status.EXPIRED, source=VerificationEvent.Source.EXPIRY, now=now, kind=Kind.EXPIRED)
+            if answers and session.pk in answers:
+                moved[0].data = {**moved[0].data, "last_check": answers[session.pk]}
+            events += moved
         # Every field _move changed is the same for the whole batch but the policy's decision: one
         # UPDATE, plus one per decision value (none with the default policy). Cheaper than
         # bulk_update's CASE per row and field.
