@@ -7,7 +7,13 @@ from django.test import override_settings
 from verification_link import signals
 from verification_link.testing import FakeOoto
 
-SIGNAL_NAMES = ["verification_created", "verification_status_changed", "verification_finished", "verification_reviewed"]
+SIGNAL_NAMES = [
+    "verification_created",
+    "verification_status_changed",
+    "verification_finished",
+    "verification_reviewed",
+    "verification_lapsed",
+]
 ON_POSTGRES = os.environ.get("VL_TEST_DATABASE") == "postgres"
 
 

@@ -260,8 +260,8 @@ def test_cancel_singly_from_the_detail_page(reviewer, signal_log, commit):
 
 def test_refresh_behind_a_confirmation_with_counts(reviewer, fake_ooto, user, commit, signal_log):
     staff_user, client = reviewer
-    broken = services.start_verification(user=user)  # refreshed first (oldest first): meets the 503
-    good = services.start_verification(user=user)
+    broken = services.start_verification(user=user, reuse=False)  # refreshed first (oldest first): meets the 503
+    good = services.start_verification(user=user, reuse=False)
     fake_ooto.complete(good)
     page = client.post(LIST, {"action": "refresh_selected", "_selected_action": [good.pk, broken.pk]})
     assert page.status_code == 200 and "Refresh from provider" in page.content.decode()

@@ -14,7 +14,7 @@ from django.db import connection
 from django.test import Client
 
 from verification_link import services
-from verification_link.exceptions import InvalidTransition
+from verification_link.exceptions import InvalidTransition, TooManyAttempts
 from verification_link.models import VerificationEvent, VerificationSession
 from verification_link.testing import FakeOoto
 
@@ -73,7 +73,7 @@ def test_postgres_is_in_use():
 
 def test_racing_callbacks_and_polls_give_one_transition_each(user, signal_log):
     with FakeOoto(app_id="test-app-id", app_key="test-app-key-SECRET", latency=0.005) as fake:
-        sessions = [services.start_verification(user=user) for _ in range(SESSIONS)]
+        sessions = [services.start_verification(user=user, reuse=False) for _ in range(SESSIONS)]
         VerificationSession.objects.update(next_poll_at=None)  # only the racing sweeps' own picks
         VerificationSession.objects.filter(pk__in=[s.pk for s in sessions[::2]]).update(
             next_poll_at="2000-01-01T00:00:00Z"
@@ -99,7 +99,7 @@ def test_racing_callbacks_and_polls_give_one_transition_each(user, signal_log):
 def test_cancel_racing_a_finish_yields_one_final_status(user, signal_log):
     admin = type(user).objects.create_superuser("boss", "boss@example.com", "pw")
     with FakeOoto(app_id="test-app-id", app_key="test-app-key-SECRET", latency=0.003) as fake:
-        sessions = [services.start_verification(user=user) for _ in range(SESSIONS)]
+        sessions = [services.start_verification(user=user, reuse=False) for _ in range(SESSIONS)]
         for session in sessions:
             fake.complete(session)
 
@@ -118,7 +118,7 @@ def test_cancel_racing_a_finish_yields_one_final_status(user, signal_log):
 
 def test_concurrent_claims_take_disjoint_batches(user):
     with FakeOoto(app_id="test-app-id", app_key="test-app-key-SECRET"):
-        sessions = [services.start_verification(user=user) for _ in range(40)]
+        sessions = [services.start_verification(user=user, reuse=False) for _ in range(40)]
     VerificationSession.objects.update(next_poll_at="2000-01-01T00:00:00Z")
     claims = []
     race([lambda: claims.append(services.claim_due_sessions(limit=10))] * 4)
@@ -129,7 +129,7 @@ def test_concurrent_claims_take_disjoint_batches(user):
 
 def test_concurrent_poll_sweeps_never_poll_a_session_twice(user):
     with FakeOoto(app_id="test-app-id", app_key="test-app-key-SECRET", latency=0.01) as fake:
-        sessions = [services.start_verification(user=user) for _ in range(60)]
+        sessions = [services.start_verification(user=user, reuse=False) for _ in range(60)]
         VerificationSession.objects.update(next_poll_at="2000-01-01T00:00:00Z")
         race([lambda: services.run_poll_sweep(concurrency=4)] * 4)
         polled = [path for _, path, _, _ in fake.calls("GET")]
@@ -140,10 +140,61 @@ def test_concurrent_poll_sweeps_never_poll_a_session_twice(user):
 
 def test_expiry_sweeps_racing_expire_each_session_once(user, signal_log):
     with FakeOoto(app_id="test-app-id", app_key="test-app-key-SECRET"):
-        sessions = [services.start_verification(user=user) for _ in range(30)]
+        sessions = [services.start_verification(user=user, reuse=False) for _ in range(30)]
     VerificationSession.objects.update(expires_at="2000-01-01T00:00:00Z")
     race([lambda: services.run_expiry_sweep(last_check=False)] * 4)
     assert VerificationSession.objects.filter(status="EXPIRED").count() == 30
     assert VerificationEvent.objects.filter(kind=VerificationEvent.Kind.EXPIRED).count() == 30
     finished = sorted(str(k["session"].pk) for k in signal_log.of("verification_finished"))
     assert finished == sorted(str(s.pk) for s in sessions)
+
+
+def test_starts_racing_for_one_user_store_one_session(user, signal_log):
+    """Eight starts at once (a double submit, a second tab): the provider is asked by each that
+    found no open session, and one session is stored; the others return it."""
+    with FakeOoto(app_id="test-app-id", app_key="test-app-key-SECRET", latency=0.05) as fake:
+        started = []
+        race([lambda: started.append(services.start_verification(user=user))] * 8)
+    assert len({session.pk for session in started}) == 1
+    assert VerificationSession.objects.count() == 1
+    assert VerificationEvent.objects.filter(kind="created").count() == 1
+    assert len(fake.calls("POST")) >= 1
+    assert signal_log.names() == ["verification_created"]
+
+
+def test_starts_racing_for_the_last_attempt_store_one(user, settings):
+    settings.VERIFICATION_LINK = {**settings.VERIFICATION_LINK, "MAX_ATTEMPTS": 1}
+    refused = []
+
+    def start():
+        try:
+            services.start_verification(user=user, reuse=False)
+        except TooManyAttempts:
+            refused.append(True)
+
+    with FakeOoto(app_id="test-app-id", app_key="test-app-key-SECRET", latency=0.05):
+        race([start] * 6)
+    assert VerificationSession.objects.count() == 1 and len(refused) == 5
+
+
+def test_reviewers_racing_to_assign_one_session_one_wins_the_others_are_told(django_user_model):
+    from verification_link.testing import VerificationSessionFactory
+
+    session = VerificationSessionFactory(done=True, decision="review")
+    reviewers = [django_user_model.objects.create_user(f"rev{n}", is_staff=True) for n in range(6)]
+    told = []
+
+    def claim(reviewer):
+        def job():
+            try:
+                services.assign_review(session.pk, reviewer)
+            except InvalidTransition as exc:
+                told.append(str(exc))
+
+        return job
+
+    race([claim(reviewer) for reviewer in reviewers])
+    session.refresh_from_db()
+    assert session.assigned_to in reviewers and len(told) == 5
+    assert all(message == f"already assigned to {session.assigned_to.username}" for message in told)
+    assert session.events.filter(kind="assigned").count() == 1

@@ -21,7 +21,7 @@ def run(*args):
 
 
 def make_due(fake_ooto, user, n=2):
-    sessions = [services.start_verification(user=user) for _ in range(n)]
+    sessions = [services.start_verification(user=user, reuse=False) for _ in range(n)]
     VerificationSession.objects.update(next_poll_at=timezone.now() - timedelta(seconds=1))
     return sessions
 

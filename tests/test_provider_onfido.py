@@ -310,12 +310,14 @@ def test_identity_data_is_hidden_and_stripped_from_kept_bodies(onfido_alias):
 def test_names_from_metadata_and_placeholders_from_settings(onfido_alias, user, settings):
     with responses.RequestsMock() as rsps:
         TestOnfidoContract().mock_create(rsps)
-        services.start_verification(user=user, provider=ALIAS, metadata={"first_name": "Ann", "last_name": "Lee"})
+        services.start_verification(
+            user=user, provider=ALIAS, metadata={"first_name": "Ann", "last_name": "Lee"}, reuse=False
+        )
         assert json.loads(rsps.calls[0].request.body) == {"first_name": "Ann", "last_name": "Lee"}
         configure(settings, APPLICANT_FIRST_NAME="Site", APPLICANT_LAST_NAME="User", LANGUAGE="de", TAGS=["web"])
         rsps.reset()
         TestOnfidoContract().mock_create(rsps, applicant_id=str(uuid.uuid4()))
-        services.start_verification(user=user, provider=ALIAS)
+        services.start_verification(user=user, provider=ALIAS, reuse=False)
         assert json.loads(rsps.calls[0].request.body) == {"first_name": "Site", "last_name": "User"}
         run = json.loads(rsps.calls[1].request.body)
         assert (run["link"]["language"], run["tags"]) == ("de_DE", ["web"])

@@ -449,7 +449,7 @@ def _create_form(stripe_backend, user, settings, scopes=None, **config):
         }
     with responses.RequestsMock() as rsps:
         rsps.add("POST", SESSIONS, json=vs())
-        services.start_verification(user=user, provider=ALIAS, scopes=scopes)
+        services.start_verification(user=user, provider=ALIAS, scopes=scopes, reuse=False)
         return parse_qsl(rsps.calls[0].request.body.decode()), rsps.calls[0].request.headers
 
 

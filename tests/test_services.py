@@ -25,6 +25,7 @@ Kind = VerificationEvent.Kind
 
 
 def start(user=None, **kwargs):
+    kwargs.setdefault("reuse", False)  # a new session each time, unless a test asks for reuse
     return services.start_verification(user=user, **kwargs)
 
 
@@ -60,8 +61,12 @@ def test_start_stores_the_session_and_its_first_event_in_one_transaction(fake_oo
 
     with commit(), CaptureQueriesContext(connection) as ctx:
         session = start(user, metadata={"plan": "gold"})
-    writes = [q["sql"].split()[0] for q in ctx.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
-    assert [w for w in writes if w not in ("BEGIN", "COMMIT")] == ["INSERT", "INSERT"]
+    statements = [q["sql"] for q in ctx.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
+    # The only rows written: the session and its event. Before them, in the same transaction, the
+    # user's starts locked (SQLite: its write lock, an UPDATE that matches no row).
+    writes = [sql.split()[0] for sql in statements if sql.startswith(("INSERT", "UPDATE", "DELETE"))]
+    assert [w for w in writes if w != "UPDATE"] == ["INSERT", "INSERT"]
+    assert all(" IS NULL" in sql for sql in statements if sql.startswith("UPDATE"))
     stored = VerificationSession.objects.get()
     assert [getattr(stored, f.attname) for f in stored._meta.concrete_fields] == [
         getattr(session, f.attname) for f in session._meta.concrete_fields

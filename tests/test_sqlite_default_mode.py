@@ -32,7 +32,7 @@ def test_the_test_database_is_in_django_default_mode():
 
 
 def test_200_concurrent_callbacks_over_10_sessions(fake_ooto, user, signal_log):
-    sessions = [services.start_verification(user=user, scopes=["liveness"]) for _ in range(SESSIONS)]
+    sessions = [services.start_verification(user=user, scopes=["liveness"], reuse=False) for _ in range(SESSIONS)]
     for session in sessions:
         fake_ooto.complete(session)
     work = [sessions[n % SESSIONS] for n in range(CALLBACKS)]

@@ -105,7 +105,7 @@ def test_threaded_expiry_sweep_on_the_database_file_expires_everyone(
     ooto_server, user, caplog, signal_log, statements_at_once
 ):
     caplog.set_level(logging.INFO, logger="verification_link")
-    sessions = [services.start_verification(user=user) for _ in range(SESSIONS)]
+    sessions = [services.start_verification(user=user, reuse=False) for _ in range(SESSIONS)]
     past = timezone.now() - timedelta(days=1)
     VerificationSession.objects.update(expires_at=past)
     # Every write path of a last check at once: an unchanged answer (compare-and-set), a forward
@@ -130,7 +130,7 @@ def test_threaded_expiry_sweep_on_the_database_file_expires_everyone(
 @pytest.mark.django_db(transaction=True)
 def test_threaded_poll_sweep_on_the_database_file_updates_everyone(ooto_server, user, caplog, statements_at_once):
     caplog.set_level(logging.INFO, logger="verification_link")
-    sessions = [services.start_verification(user=user) for _ in range(SESSIONS)]
+    sessions = [services.start_verification(user=user, reuse=False) for _ in range(SESSIONS)]
     moved = {s.pk for s in sessions[::2]}
     for session in sessions:
         if session.pk in moved:
@@ -184,7 +184,7 @@ def refused_by_policy():
 
 
 def start_many(fake_ooto, user, n):
-    return [services.start_verification(user=user) for _ in range(n)]
+    return [services.start_verification(user=user, reuse=False) for _ in range(n)]
 
 
 def make_overdue(fake_ooto, sessions, *, status="CREATED"):

@@ -19,7 +19,7 @@ Kind = VerificationEvent.Kind
 
 
 def make_sessions(fake_ooto, user, n):
-    return [services.start_verification(user=user) for _ in range(n)]
+    return [services.start_verification(user=user, reuse=False) for _ in range(n)]
 
 
 def due_now():
@@ -423,12 +423,13 @@ def test_sweep_tasks(fake_ooto, user):
 
 
 def test_beat_schedule_uses_the_settings(vl_settings):
-    vl_settings(POLL_SWEEP_EVERY=7, EXPIRE_SWEEP_EVERY=70, PURGE_SWEEP_EVERY=700)
+    vl_settings(POLL_SWEEP_EVERY=7, EXPIRE_SWEEP_EVERY=70, PURGE_SWEEP_EVERY=700, LAPSE_SWEEP_EVERY=7000)
     schedule = tasks.beat_schedule()
     assert {entry["task"]: entry["schedule"].total_seconds() for entry in schedule.values()} == {
         "verification_link.poll_due_sessions": 7,
         "verification_link.expire_sessions": 70,
         "verification_link.purge_expired_data": 700,
+        "verification_link.lapse_verifications": 7000,
     }
     from celery import current_app
 

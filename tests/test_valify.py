@@ -83,7 +83,7 @@ def test_create_wire_format(valify_api, user):
 
 
 def test_reference_is_opaque_and_per_attempt(valify_api, user):
-    first, second = start(user), start(user)
+    first, second = start(user, reuse=False), start(user, reuse=False)
     assert first.reference != second.reference
     assert len(first.reference) >= 32
     assert str(user.pk) != first.reference and user.username not in first.reference

@@ -79,6 +79,16 @@ DEFAULTS: dict[str, Any] = {
     "POLL_SWEEP_EVERY": 10,
     "EXPIRE_SWEEP_EVERY": 60,
     "PURGE_SWEEP_EVERY": 3600,
+    "LAPSE_SWEEP_EVERY": 3600,
+    # Lifecycle (validated at each use, ``lifecycle()``): a start returns the user's open session
+    # at the same alias and scopes unless it expires within REUSE_MIN_REMAINING seconds; at most
+    # MAX_ATTEMPTS starts (None: no limit) per user within ATTEMPT_WINDOW seconds; an approved
+    # verification counts for VALID_FOR_DAYS days after it finished (None: it never lapses).
+    "REUSE_OPEN_SESSIONS": True,
+    "REUSE_MIN_REMAINING": 300,
+    "MAX_ATTEMPTS": None,
+    "ATTEMPT_WINDOW": 86400,
+    "VALID_FOR_DAYS": None,
 }
 
 #: Defaults shared by every provider alias (a backend adds its own).
@@ -177,6 +187,37 @@ GUARDS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "DISCARD_RESULT_KEYS": (_keys, "a list of non-empty strings"),
     "API_THROTTLE_RATE": (_rate, "a rate such as '60/minute'"),
 }
+
+
+def _flag(value: Any) -> Any:
+    return value if isinstance(value, bool) else _INVALID
+
+
+def _or_none(coerce: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: None if value is None else coerce(value)
+
+
+#: Keys of the lifecycle: each decides who may start or counts as verified, so a wrong value is
+#: an error at each use (``lifecycle()``), never silently replaced: a default there would lift an
+#: attempt limit or make a lapsed verification valid again.
+LIFECYCLE: dict[str, tuple[Callable[[Any], Any], str]] = {
+    "REUSE_OPEN_SESSIONS": (_flag, "True or False"),
+    "REUSE_MIN_REMAINING": (_whole(0, 86_400), "a whole number of seconds from 0 to 86,400"),
+    "MAX_ATTEMPTS": (_or_none(_whole(1, 100_000)), "None (no limit) or a whole number from 1 to 100,000"),
+    "ATTEMPT_WINDOW": (_whole(1, 366 * 86_400), "a whole number of seconds from 1 to 366 days"),
+    "VALID_FOR_DAYS": (_or_none(_whole(1, 36_500)), "None (never lapses) or a whole number of days from 1 to 36,500"),
+}
+
+
+def lifecycle(name: str) -> Any:
+    """The value of a key of ``LIFECYCLE``, validated at this use: ``ConfigurationError`` naming
+    the key when it is wrong (digits in a string, an environment variable read as it is, count as
+    the number they spell)."""
+    coerce, expected = LIFECYCLE[name]
+    meant = coerce(get(name))
+    if meant is _INVALID:
+        raise ConfigurationError(f"{key_path(name)} must be {expected}.")
+    return meant
 
 
 def guarded(name: str) -> Any:

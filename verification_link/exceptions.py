@@ -10,6 +10,8 @@ HTTP status and the provider's own error code as attributes so callers branch on
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
 
 
@@ -31,6 +33,17 @@ class InvalidRequest(VerificationLinkError, ValueError):
 
 class WebhookAuthenticationError(VerificationLinkError, SuspiciousOperation):
     """An inbound webhook failed authentication; Django answers 400 if nobody catches it."""
+
+
+class TooManyAttempts(VerificationLinkError):
+    """The user started ``MAX_ATTEMPTS`` verifications within ``ATTEMPT_WINDOW``: no more until
+    ``available_at`` (``retry_after`` seconds from when it was raised). Views answer 429 with
+    ``Retry-After``."""
+
+    def __init__(self, message: str, *, available_at: datetime, retry_after: int) -> None:
+        super().__init__(message)
+        self.available_at = available_at
+        self.retry_after = retry_after
 
 
 class ProviderError(VerificationLinkError):

@@ -103,6 +103,28 @@ class VerificationSession(models.Model):
     )
     reviewed_at = models.DateTimeField(_("reviewed at"), null=True, blank=True)
     review_note = models.TextField(_("review note"), blank=True)
+    # The review queue: the staff member who claimed the session (``assign_review``).
+    assigned_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("assigned to"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    # "Try again": the attempt this one replaces (a FAILED or resubmission-requested session).
+    previous = models.ForeignKey(
+        "self",
+        verbose_name=_("previous attempt"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="retries",
+    )
+    # Set once, when a sweep saw an approved verification's validity (VALID_FOR_DAYS) end.
+    lapsed_at = models.DateTimeField(_("validity ended at"), null=True, blank=True)
+    # Set when the user's identity data was erased on request (``erase_user_data``).
+    erased_at = models.DateTimeField(_("identity data erased at"), null=True, blank=True)
 
     # Polling: NULL means "never poll" (final, or a provider that cannot be polled).
     next_poll_at = models.DateTimeField(_("next poll at"), null=True, blank=True)
@@ -143,6 +165,12 @@ class VerificationSession(models.Model):
                 fields=["status", "-created_at"], name="vl_session_review_queue", condition=Q(decision="review")
             ),
             models.Index(fields=["provider", "-created_at"], name="vl_session_provider"),
+            # The lapse sweep: approved sessions whose validity has not been seen to end.
+            models.Index(
+                fields=["finished_at"], name="vl_session_lapse_due", condition=Q(decision="approved", lapsed_at=None)
+            ),
+            # "My queue": the sessions a reviewer claimed.
+            models.Index(fields=["assigned_to", "-created_at"], name="vl_session_assigned"),
             models.Index(fields=["external_id"], name="vl_session_external_id"),
             models.Index(fields=["token"], name="vl_session_token"),
             models.Index(fields=["reference"], name="vl_session_reference"),
@@ -192,6 +220,10 @@ class VerificationEvent(models.Model):
         CANCELED = "canceled", _("Canceled")
         REVIEWED = "reviewed", _("Reviewed")
         PURGED = "purged", _("Sensitive data purged")
+        ASSIGNED = "assigned", _("Assigned for review")
+        VIEWED = "viewed", _("Sensitive results viewed")
+        LAPSED = "lapsed", _("Validity ended")
+        ERASED = "erased", _("Identity data erased")
 
     class Source(models.TextChoices):
         CALLBACK = "callback", _("Callback")

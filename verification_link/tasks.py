@@ -71,6 +71,12 @@ def purge_expired_data() -> int:
     return services.purge_expired_data()
 
 
+@shared_task(name="verification_link.lapse_verifications", **TASK_OPTIONS)
+def lapse_verifications() -> int:
+    """Send ``verification_lapsed`` for every approved verification whose validity ended."""
+    return services.lapse_verifications()
+
+
 def beat_schedule() -> dict[str, dict[str, Any]]:
     """A ready Celery beat schedule to merge into ``CELERY_BEAT_SCHEDULE`` (or
     ``app.conf.beat_schedule``); django-celery-beat picks it up from there too."""
@@ -86,6 +92,10 @@ def beat_schedule() -> dict[str, dict[str, Any]]:
         "verification-link-purge": {
             "task": "verification_link.purge_expired_data",
             "schedule": timedelta(seconds=int(conf.get("PURGE_SWEEP_EVERY"))),
+        },
+        "verification-link-lapse": {
+            "task": "verification_link.lapse_verifications",
+            "schedule": timedelta(seconds=int(conf.get("LAPSE_SWEEP_EVERY"))),
         },
     }
 

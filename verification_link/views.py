@@ -25,7 +25,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
 from . import conf, services, tasks
-from .exceptions import ConfigurationError, InvalidRequest, ProviderError, ProviderUnavailable
+from .exceptions import ConfigurationError, InvalidRequest, ProviderError, ProviderUnavailable, TooManyAttempts
 from .framing import deny_framing
 from .jsonbody import parse_json
 from .logsafe import inbound_endpoint
@@ -137,6 +137,12 @@ def start_view(request: HttpRequest) -> HttpResponse:
     except InvalidRequest as exc:
         logger.warning("start: invalid request: %s", exc)
         return page(_("This verification cannot be started."), status=400, provider=provider)
+    except TooManyAttempts as exc:
+        response = render(
+            request, "verification_link/too_many_attempts.html", {"available_at": exc.available_at}, status=429
+        )
+        response["Retry-After"] = str(exc.retry_after)
+        return response
     except ConfigurationError as exc:  # the site's settings, named in the log; the user gets a page
         logger.error("start: provider %r is misconfigured: %s", provider, exc)
         return render(request, "verification_link/provider_error.html", {"retryable": False}, status=503)

@@ -363,6 +363,7 @@ class SessionActions:
     @admin.action(description=_("Export selected sessions as JSON"), permissions=["view"])
     def export_json(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse:
         sensitive = can_view_sensitive(request.user)
+        sessions = list(queryset.select_related("user").order_by("-created_at"))
         rows = [
             {
                 "id": str(s.pk),
@@ -377,8 +378,11 @@ class SessionActions:
                 "finished_at": s.finished_at and s.finished_at.isoformat(),
                 "result": redact(s.result, sensitive=sensitive, provider=s.provider),
             }
-            for s in queryset.select_related("user").order_by("-created_at")
+            for s in sessions
         ]
+        if sensitive:  # who was shown biometric results, recorded per session
+            for session in sessions:
+                services.record_sensitive_view(session, request.user, where="export")
         response = JsonResponse(rows, safe=False, json_dumps_params={"indent": 2})
         response["Content-Disposition"] = 'attachment; filename="verification-sessions.json"'
         return response

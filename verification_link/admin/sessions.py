@@ -7,6 +7,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
@@ -14,6 +15,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from .. import services
 from ..framing import forbid_framing
 from ..models import VerificationSession
 from ..results import can_view_sensitive
@@ -50,6 +52,18 @@ class VerificationSessionAdmin(RefusesNulParameters, SessionListing, SessionDisp
     action_template = "admin/verification_link/verificationsession/action_confirmation.html"
 
     # -- read-only, whoever asks ----------------------------------------------------------------------
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """The session's page; when it showed sensitive results, who saw them is recorded
+        (``record_sensitive_view``: one ``viewed`` event per staff member per session per hour)."""
+        response = super().change_view(request, object_id, form_url, extra_context)
+        if request.method == "GET" and response.status_code == 200 and can_view_sensitive(request.user):
+            session = self.get_object(request, unquote(object_id))
+            if session is not None:
+                services.record_sensitive_view(session, request.user, where="admin")
+        return response
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # sessions start at a provider, through start_verification()

@@ -15,9 +15,10 @@ from typing import Any
 
 from django.conf import settings as django_settings
 from django.db.models import QuerySet
+from django.utils import timezone
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, NotFound, ParseError
+from rest_framework.exceptions import APIException, NotFound, ParseError, Throttled
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
@@ -32,6 +33,7 @@ from ..exceptions import (
     ProviderAuthError,
     ProviderError,
     ProviderUnavailable,
+    TooManyAttempts,
 )
 from ..jsonbody import InvalidJSON, parse_json
 from ..models import VerificationEvent, VerificationSession
@@ -171,13 +173,16 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 
     @extend_schema(
         summary="Start a session",
+        description="201 with a new session; 200 with the caller's open session at the same provider and "
+        "scopes (REUSE_OPEN_SESSIONS); 429 with Retry-After past MAX_ATTEMPTS.",
         request=SessionCreateSerializer,
-        responses={201: SessionSerializer, **ERRORS, **PROVIDER_ERRORS},
+        responses={201: SessionSerializer, 200: SessionSerializer, **ERRORS, **PROVIDER_ERRORS},
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         form = SessionCreateSerializer(data=request.data, context={"request": request})
         form.is_valid(raise_exception=True)
         data = form.validated_data
+        asked_at = timezone.now()
         try:
             session = services.start_verification(
                 user=request.user,
@@ -191,7 +196,12 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             raise _provider_error(exc) from None
         except InvalidRequest as exc:
             raise serializers.ValidationError({"non_field_errors": [str(exc)]}) from None
-        return Response(self.get_serializer(session).data, status=status.HTTP_201_CREATED)
+        except TooManyAttempts as exc:
+            detail = "Too many verification attempts; try again later."
+            raise Throttled(wait=exc.retry_after, detail=detail, code="too_many_attempts") from None
+        # The user's open session at the same provider and scopes, returned again (REUSE_OPEN_SESSIONS).
+        code = status.HTTP_200_OK if session.created_at < asked_at else status.HTTP_201_CREATED
+        return Response(self.get_serializer(session).data, status=code)
 
     @extend_schema(
         summary="Ask the provider now", request=None, responses={200: SessionSerializer, **ERRORS, **PROVIDER_ERRORS}

@@ -12,8 +12,10 @@ writes ``status`` itself. The rules (DESIGN.md, "Lifecycle rules"):
 - signals are sent with ``transaction.on_commit``: once per applied transition, never on rollback.
 
 A package with a module per concern — ``common`` (the row lock, signals, the one forward move),
-``start``, ``reports`` (applying what the provider says), ``inbound`` (callbacks and webhooks),
-``reviews``, ``sweeps`` (and their ``threads``), ``retention`` — whose public names are all importable from here.
+``start``, ``lifecycle`` (reuse, attempt limits, validity), ``reports`` (applying what the provider
+says), ``inbound`` (callbacks and webhooks), ``reviews``, ``staff`` (review queue, view audit,
+erasure), ``sweeps`` (and their ``threads``), ``retention`` — whose public names are all importable
+from here.
 """
 
 from ..providers import get_provider  # noqa: F401  (importable from here before the split)
@@ -30,9 +32,11 @@ from .inbound import (
     refresh_on_return,
     session_for_callback,
 )
+from .lifecycle import check_attempts, current_verification, is_verified, lapse_verifications, reusable_session
 from .reports import apply_report, refresh_session
 from .retention import INBOUND_KINDS, PurgeResult, purge_expired_data, run_purge
 from .reviews import cancel_session, review_session
+from .staff import assign_review, erase_user_data, record_sensitive_view
 from .start import start_verification
 from .sweeps import (
     SweepResult,
@@ -53,21 +57,29 @@ __all__ = [
     "SweepPool",
     "SweepResult",
     "apply_report",
+    "assign_review",
     "cancel_session",
+    "check_attempts",
     "claim_due_sessions",
     "confirm_callback",
+    "current_verification",
+    "erase_user_data",
     "expire_sessions",
+    "is_verified",
     "judge_inbound",
     "kept_webhook_body",
+    "lapse_verifications",
     "poll_due_sessions",
     "poll_interval",
     "process_webhook",
     "purge_expired_data",
     "record_callback",
     "record_inbound",
+    "record_sensitive_view",
     "redacted_body",
     "refresh_on_return",
     "refresh_session",
+    "reusable_session",
     "review_session",
     "run_concurrently",
     "run_expiry_sweep",

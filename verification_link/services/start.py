@@ -1,4 +1,5 @@
-"""Starting a verification: the provider's one-time link, and the session and its first event stored together."""
+"""Starting a verification: the provider's one-time link, and the session and its first event stored
+together — or the user's open session again, within the attempt limit."""
 
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from .. import conf, signals
-from ..exceptions import InvalidRequest, ProviderError
+from ..exceptions import InvalidRequest, ProviderError, TooManyAttempts
 from ..jsonbody import InvalidJSON, storable
 from ..models import VerificationEvent, VerificationSession
 from ..providers import CreateRequest, get_provider
 from .common import Kind, _absolute_url, _send_on_commit, logger, poll_interval
+from .lifecycle import check_attempts, lock_user_starts, reusable_session
 
 
 def start_verification(
@@ -29,12 +31,22 @@ def start_verification(
     next_url: str | None = None,
     ttl: int | None = None,
     request: HttpRequest | None = None,
+    reuse: bool | None = None,
 ) -> VerificationSession:
     """Ask the provider for a new one-time link and store the session.
 
-    Raises ``InvalidRequest`` for bad arguments (nothing sent, nothing stored), a ``ProviderError``
-    subclass when the provider fails (nothing stored but a ``create_failed`` event), and
-    ``ConfigurationError`` for a settings problem.
+    With ``REUSE_OPEN_SESSIONS`` (the default), the user's open session at the same alias and
+    scopes is returned instead, with no provider call, unless its link expires within
+    ``REUSE_MIN_REMAINING`` seconds: double submits, the back button and a second tab share one
+    session. ``reuse=False`` always starts a new one (staff code, a test making many); ``None``:
+    the setting. Two starts at once give one session too: the new one is stored under a lock on the
+    user's starts, after a last look for an open session; the loser's link at the provider is
+    canceled there where the provider can (``supports_cancel``), and never stored.
+
+    Raises ``InvalidRequest`` for bad arguments (nothing sent, nothing stored), ``TooManyAttempts``
+    past ``MAX_ATTEMPTS`` within ``ATTEMPT_WINDOW`` (nothing sent, nothing stored), a
+    ``ProviderError`` subclass when the provider fails (nothing stored but a ``create_failed``
+    event), and ``ConfigurationError`` for a settings problem.
     """
     alias = provider or conf.default_provider()
     backend = get_provider(alias)
@@ -52,6 +64,10 @@ def start_verification(
         metadata = storable(dict(metadata))
     except InvalidJSON as exc:
         raise InvalidRequest(f"metadata cannot be stored: {exc}") from None
+    reuse = user is not None and (conf.lifecycle("REUSE_OPEN_SESSIONS") if reuse is None else reuse)
+    if reuse and (open_session := reusable_session(user, alias, scopes)) is not None:
+        return _reused(open_session, next_url)
+    check_attempts(user)
 
     session = VerificationSession(
         user=user,
@@ -115,15 +131,50 @@ def start_verification(
         actor=user,
         data={"scopes": scopes, "ttl": ttl, "external_id": session.external_id},
     )
-    _insert_together(session, created_event)
+    winner: VerificationSession | None = None
+    try:
+        with transaction.atomic():
+            lock_user_starts(user)
+            winner = reusable_session(user, alias, scopes, now=now) if reuse else None
+            if winner is None:
+                check_attempts(user, now=now)  # a start that raced this one may have used the last
+                _insert_together(session, created_event)
+    except TooManyAttempts:
+        _discard_at_provider(backend, session)
+        raise
+    if winner is not None:
+        _discard_at_provider(backend, session)
+        return _reused(winner, next_url)
     _send_on_commit(signals.verification_created, session)
     logger.info("verification session %s created at %s", session.pk, alias)
     return session
 
 
 def _insert_together(session: VerificationSession, event: VerificationEvent) -> None:
-    """A new session and its first event, atomically, through ``save()``: both fire ``pre_save`` and
-    ``post_save`` on every database (a site's audit log or search index sees them)."""
-    with transaction.atomic():
-        session.save(force_insert=True)
-        event.save(force_insert=True)
+    """A new session and its first event, in the caller's transaction, through ``save()``: both
+    fire ``pre_save`` and ``post_save`` on every database (a site's audit log or search index sees
+    them)."""
+    session.save(force_insert=True)
+    event.save(force_insert=True)
+
+
+def _reused(session: VerificationSession, next_url: str | None) -> VerificationSession:
+    """The user's open session, returned by a start instead of a new one; a new ``next`` URL is
+    kept (the page the user came from this time)."""
+    if next_url and next_url != session.next_url:
+        session.next_url = next_url
+        session.save(update_fields=["next_url", "updated_at"])
+    logger.info("verification session %s reused", session.pk)
+    return session
+
+
+def _discard_at_provider(backend: Any, session: VerificationSession) -> None:
+    """A link the provider made for a start that was not stored (another start won, or the attempt
+    limit was reached meanwhile): canceled at the provider where it can, so nobody can use it."""
+    if not getattr(backend, "supports_cancel", False):
+        logger.info("verification start at %s not stored; its link expires unused", session.provider)
+        return
+    try:
+        backend.cancel_session(session)
+    except ProviderError as exc:
+        logger.warning("verification start at %s not stored; canceling its link failed: %s", session.provider, exc)

@@ -1,0 +1,141 @@
+"""Staff's part beyond the decision: the review queue, the audit of sensitive views, and erasure
+of a user's identity data on request."""
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.core.management import CommandError, call_command
+from django.test import Client
+
+from verification_link import services
+from verification_link.exceptions import InvalidTransition
+from verification_link.models import VerificationEvent, VerificationSession
+from verification_link.testing import VerificationSessionFactory
+
+pytestmark = pytest.mark.django_db
+Kind = VerificationEvent.Kind
+
+
+def staff(django_user_model, username, *perms):
+    user = django_user_model.objects.create_user(username, f"{username}@example.com", "pw", is_staff=True)
+    for codename in perms:
+        user.user_permissions.add(Permission.objects.get(codename=codename))
+    return user
+
+
+@pytest.fixture
+def rita(django_user_model):
+    return staff(django_user_model, "rita", "view_verificationsession", "change_verificationsession")
+
+
+@pytest.fixture
+def sam(django_user_model):
+    return staff(django_user_model, "sam", "view_verificationsession", "change_verificationsession")
+
+
+@pytest.fixture
+def vera(django_user_model):
+    """Staff allowed to see biometric results."""
+    return staff(django_user_model, "vera", "view_verificationsession", "view_sensitive_result")
+
+
+# -- review queue ------------------------------------------------------------------------------------
+
+
+def test_assigning_records_who_and_a_second_reviewer_is_told(rita, sam):
+    session = VerificationSessionFactory(done=True, decision="review")
+    services.assign_review(session, rita)
+    assert VerificationSession.objects.get(pk=session.pk).assigned_to == rita
+    with pytest.raises(InvalidTransition, match="already assigned to rita"):
+        services.assign_review(session, sam)
+    services.assign_review(session, rita)  # again: nothing new
+    services.assign_review(session, sam, by=rita, replace=True)  # handed over deliberately
+    services.assign_review(session, None, by=sam)
+    events = list(session.events.filter(kind=Kind.ASSIGNED).order_by("id").values_list("actor__username", "data"))
+    assert events == [
+        ("rita", {"assigned_to": rita.pk, "previous": None}),
+        ("rita", {"assigned_to": sam.pk, "previous": rita.pk}),
+        ("sam", {"assigned_to": None, "previous": sam.pk}),
+    ]
+
+
+# -- the audit of sensitive views -------------------------------------------------------------------------
+
+
+def test_viewing_sensitive_results_is_recorded_once_an_hour_per_person(vera, rita):
+    session = VerificationSessionFactory(done=True)
+    client = Client()
+    client.force_login(vera)
+    page = f"/admin/verification_link/verificationsession/{session.pk}/change/"
+    assert client.get(page).status_code == 200
+    assert client.get(page).status_code == 200
+    (viewed,) = session.events.filter(kind=Kind.VIEWED)
+    assert (viewed.actor, viewed.data["views"], viewed.data["where"]) == (vera, 2, ["admin"])
+    VerificationEvent.objects.filter(pk=viewed.pk).update(created_at=viewed.created_at - timedelta(hours=2))
+    client.get(page)
+    assert session.events.filter(kind=Kind.VIEWED).count() == 2  # a new hour, a new event
+    # Staff without the permission are not shown sensitive results: nothing to record.
+    other = Client()
+    other.force_login(rita)
+    assert other.get(page).status_code == 200
+    assert not session.events.filter(kind=Kind.VIEWED, actor=rita).exists()
+
+
+def test_an_export_with_sensitive_results_is_recorded_per_session(vera):
+    sessions = VerificationSessionFactory.create_batch(2, done=True)
+    client = Client()
+    client.force_login(vera)
+    response = client.post(
+        "/admin/verification_link/verificationsession/",
+        {"action": "export_json", "_selected_action": [str(s.pk) for s in sessions]},
+    )
+    assert response.status_code == 200
+    for session in sessions:
+        assert session.events.get(kind=Kind.VIEWED).data["where"] == ["export"]
+
+
+# -- erasure -----------------------------------------------------------------------------------------------
+
+
+def test_erasure_scrubs_identity_data_and_keeps_the_record(user, rita, capsys):
+    session = VerificationSessionFactory(
+        user=user, done=True, decision="rejected", reviewed_by=rita, review_note="face of Ann Lee does not match"
+    )
+    VerificationSession.objects.filter(pk=session.pk).update(metadata={"first_name": "Ann"})
+    VerificationEvent.objects.create(
+        session=session,
+        provider="ooto",
+        kind=Kind.WEBHOOK,
+        body='{"name": "Ann Lee"}',
+        headers={"X-Sig": "s"},
+        data={"status": "DONE", "name": "Ann Lee"},
+        error="",
+    )
+    other = VerificationSessionFactory(done=True)
+    call_command("verification_link", "erase", "--user", str(user.pk), "--dry-run")
+    assert "would erase the identity data of 1 session" in capsys.readouterr().out
+    assert VerificationSession.objects.get(pk=session.pk).result  # a dry run changes nothing
+
+    assert services.erase_user_data(user, by=rita) == 1
+    session.refresh_from_db()
+    assert (session.result, session.metadata, session.url, session.review_note) == ({}, {}, "", "")
+    assert (session.status, session.decision, session.reviewed_by, session.finished_at is not None) == (
+        "DONE",
+        "rejected",
+        rita,
+        True,
+    )
+    assert session.erased_at is not None
+    webhook = session.events.get(kind=Kind.WEBHOOK)
+    assert (webhook.body, webhook.headers, webhook.data) == ("", {}, {"status": "DONE"})
+    erased = session.events.get(kind=Kind.ERASED)
+    assert (erased.actor, erased.data) == (rita, {"provider_redacted": None})  # OOTO has no redaction API
+    other.refresh_from_db()
+    assert other.result  # nobody else's
+
+
+def test_the_erase_command_refuses_an_unknown_user_in_one_line():
+    with pytest.raises(CommandError, match="no user 'nobody'") as raised:
+        call_command("verification_link", "erase", "--user", "nobody")
+    assert raised.value.returncode == 2
