@@ -152,13 +152,12 @@ def test_expiry_sweeps_racing_expire_each_session_once(user, signal_log):
 def test_starts_racing_for_one_user_store_one_session(user, signal_log):
     """Eight starts at once (a double submit, a second tab): the provider is asked by each that
     found no open session, and one session is stored; the others return it."""
-    with FakeOoto(app_id="test-app-id", app_key="test-app-key-SECRET", latency=0.05) as fake:
+    with FakeOoto(app_id="test-app-id", app_key="test-app-key-SECRET", latency=0.05):
         started = []
         race([lambda: started.append(services.start_verification(user=user))] * 8)
     assert len({session.pk for session in started}) == 1
     assert VerificationSession.objects.count() == 1
     assert VerificationEvent.objects.filter(kind="created").count() == 1
-    assert len(fake.calls("POST")) >= 1
     assert signal_log.names() == ["verification_created"]
 
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import AnonymousUser
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.http import HttpResponse
 from django.test import RequestFactory
 from django.utils import timezone
@@ -258,3 +258,25 @@ def test_verification_required_at_a_provider(user):
     assert guarded(request).status_code == 302
     approved(user, provider="valify")
     assert guarded(request).status_code == 200
+
+
+def test_a_wrong_lifecycle_setting_answers_503_in_the_api_and_one_line_in_the_command(fake_ooto, user, vl_settings):
+    vl_settings(MAX_ATTEMPTS="many", VALID_FOR_DAYS=-1)
+    client = APIClient()
+    client.force_authenticate(user)
+    response = client.post(API, {}, format="json")
+    assert response.status_code == 503 and response.json()["code"] == "unavailable"
+    with pytest.raises(CommandError, match=r'lapse: VERIFICATION_LINK\["VALID_FOR_DAYS"\]') as raised:
+        call_command("verification_link", "lapse")
+    assert raised.value.returncode == 2
+
+
+def test_a_session_re_decided_before_its_lapse_batch_does_not_lapse(user, vl_settings, commit, signal_log):
+    vl_settings(VALID_FOR_DAYS=30)
+    session = approved(user, days_ago=40)
+    from verification_link.services.lifecycle import _lapse_batch
+
+    VerificationSession.objects.filter(pk=session.pk).update(decision="rejected")  # after the page was read
+    with commit():
+        assert _lapse_batch([session.pk], now=timezone.now()) == 0
+    assert signal_log.of("verification_lapsed") == []

@@ -37,7 +37,9 @@ def sam(django_user_model):
 @pytest.fixture
 def vera(django_user_model):
     """Staff allowed to see biometric results."""
-    return staff(django_user_model, "vera", "view_verificationsession", "view_sensitive_result")
+    return staff(
+        django_user_model, "vera", "view_verificationsession", "view_verificationevent", "view_sensitive_result"
+    )
 
 
 # -- review queue ------------------------------------------------------------------------------------
@@ -139,3 +141,62 @@ def test_the_erase_command_refuses_an_unknown_user_in_one_line():
     with pytest.raises(CommandError, match="no user 'nobody'") as raised:
         call_command("verification_link", "erase", "--user", "nobody")
     assert raised.value.returncode == 2
+
+
+# -- the admin: "Assign to me", "My queue", erasure behind a confirmation -------------------------------
+
+CHANGELIST = "/admin/verification_link/verificationsession/"
+
+
+def logged_in(user):
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_assign_to_me_then_my_queue_and_a_second_reviewer_is_told(rita, sam):
+    waiting = VerificationSessionFactory.create_batch(2, done=True, decision="review")
+    button = f"{CHANGELIST}{waiting[0].pk}/assign/"
+    assert button in logged_in(rita).get(f"{CHANGELIST}{waiting[0].pk}/change/").content.decode()
+    response = logged_in(rita).post(button, {"confirm": "yes"}, follow=True)
+    assert "1 session assigned to you." in response.content.decode()
+    mine = logged_in(rita).get(CHANGELIST, {"queue": "mine"}).context["cl"].result_list
+    assert [s.pk for s in mine] == [waiting[0].pk]
+    unassigned = logged_in(sam).get(CHANGELIST, {"queue": "unassigned"}).context["cl"].result_list
+    assert [s.pk for s in unassigned] == [waiting[1].pk]
+    taken = logged_in(sam).post(button, {"confirm": "yes"}, follow=True)
+    assert "another reviewer has it in their queue" in taken.content.decode()
+    assert VerificationSession.objects.get(pk=waiting[0].pk).assigned_to == rita
+    timeline = logged_in(sam).get(f"{CHANGELIST}{waiting[0].pk}/change/").content.decode()
+    assert "Assigned for review" in timeline and "rita" in timeline
+
+
+def test_the_erase_action_asks_first_then_erases(user, rita):
+    session = VerificationSessionFactory(user=user, done=True)
+    selected = {"action": "erase_selected", "_selected_action": [str(session.pk)]}
+    page = logged_in(rita).post(CHANGELIST, selected)
+    assert page.status_code == 200 and "Erase the user" in page.content.decode()  # the confirmation
+    assert VerificationSession.objects.get(pk=session.pk).result  # nothing erased yet
+    logged_in(rita).post(CHANGELIST, {**selected, "confirm": "yes"})
+    session.refresh_from_db()
+    assert session.result == {} and session.erased_at is not None
+    assert session.events.get(kind=Kind.ERASED).actor == rita
+
+
+def test_erasure_cancels_an_open_session_and_scrubs_addresses_and_next(fake_ooto, user, vl_settings):
+    open_session = services.start_verification(user=user, next_url="/shop/?email=ann@example.com")
+    VerificationEvent.objects.filter(session=open_session).update(remote_addr="203.0.113.7")
+    gone = VerificationSessionFactory(user=user, done=True, provider="gone")  # an alias since removed
+    assert services.erase_user_data(user) == 2
+    open_session.refresh_from_db()
+    assert (open_session.status, open_session.next_url, open_session.url) == ("CANCELED", "", "")
+    assert not VerificationEvent.objects.filter(session__user=user, remote_addr__isnull=False).exists()
+    gone.refresh_from_db()
+    assert gone.result == {} and gone.erased_at is not None
+
+
+def test_an_event_page_showing_a_raw_body_is_recorded_as_a_view(vera):
+    session = VerificationSessionFactory(done=True)
+    event = VerificationEvent.objects.create(session=session, provider="ooto", kind=Kind.WEBHOOK, body="{}")
+    assert logged_in(vera).get(f"/admin/verification_link/verificationevent/{event.pk}/change/").status_code == 200
+    assert session.events.get(kind=Kind.VIEWED).data["where"] == ["event"]

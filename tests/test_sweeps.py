@@ -443,3 +443,29 @@ def test_results_are_never_stored_sensitively_when_discarded(fake_ooto, user, vl
     fake_ooto.advance(session, "DONE", result=ooto_result(["liveness", "deepfake"]))
     session = services.refresh_session(session)
     assert "demography" not in VerificationSession.objects.get(pk=session.pk).result
+
+
+def test_a_failed_batch_write_of_several_groups_retries_each_without_a_false_late_answer(
+    fake_ooto, user, vl_settings, caplog
+):
+    vl_settings(POLL_BATCH_SIZE=4)
+    sessions = make_sessions(fake_ooto, user, 4)
+    unchanged_at_the_provider(fake_ooto, sessions)
+    VerificationSession.objects.filter(pk__in=[s.pk for s in sessions[:2]]).update(poll_attempts=3)  # two groups
+    writes = []
+
+    def refuse_the_second_group(execute, sql, params, many, context):
+        if sql.startswith("UPDATE") and '"last_polled_at" =' in sql and sql.count("%s") > 6:
+            writes.append(sql)
+            if len(writes) == 2:
+                raise DatabaseError("the second group's write fails")
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(refuse_the_second_group):
+        result = services.run_poll_sweep(now=timezone.now() + timedelta(days=1))
+    assert (result.found, result.processed, result.failed) == (4, 4, 0)
+    attempts = sorted(
+        VerificationSession.objects.filter(pk__in=[s.pk for s in sessions]).values_list("poll_attempts", flat=True)
+    )
+    assert attempts == [1, 1, 4, 4]
+    assert not VerificationEvent.objects.filter(kind=Kind.POLL).exists()  # no answer recorded as late

@@ -116,9 +116,28 @@ def _review(decision: str) -> Callable[..., str]:
     return apply
 
 
+def _assign(session: VerificationSession, user: Any, note: str, replace: bool) -> str:
+    if session.assigned_to_id == user.pk:
+        return "already"
+    try:
+        services.assign_review(session, user)
+    except InvalidTransition:
+        return "taken"  # another reviewer claimed it (perhaps a moment ago)
+    return "done"
+
+
+def _erase(session: VerificationSession, user: Any, note: str, replace: bool) -> str:
+    if session.user_id is None:
+        return "skipped"
+    services.erase_user_data(session.user, by=user)
+    return "done"
+
+
 ACTIONS = {
     action.name: action
     for action in [
+        SessionAction("assign", _("Assign to me"), _("assigned to you"), _assign),
+        SessionAction("erase", _("Erase the user's identity data"), _("erased"), _erase, danger=True),
         SessionAction("refresh", _("Refresh from provider"), _("refreshed"), _refresh),
         SessionAction("cancel", _("Cancel"), _("canceled"), _cancel, danger=True),
         SessionAction(
@@ -332,6 +351,17 @@ class SessionActions:
                 % {"count": outcomes["decided"]},
                 messages.WARNING,
             )
+        if outcomes["taken"]:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d skipped: another reviewer has it in their queue.",
+                    "%(count)d skipped: other reviewers have them in their queues.",
+                    outcomes["taken"],
+                )
+                % {"count": outcomes["taken"]},
+                messages.WARNING,
+            )
         if outcomes["already"]:
             self.message_user(
                 request,
@@ -359,6 +389,17 @@ class SessionActions:
     @admin.action(description=_("Reject selected sessions (with a note)"), permissions=["change"])
     def reject_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         return self._confirm_and_apply(request, queryset, ACTIONS["reject"])
+
+    @admin.action(description=_("Assign selected sessions to me"), permissions=["change"])
+    def assign_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._confirm_and_apply(request, queryset, ACTIONS["assign"])
+
+    @admin.action(
+        description=_("Erase the identity data of the selected sessions' users (keeps status and decisions)"),
+        permissions=["change"],
+    )
+    def erase_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._confirm_and_apply(request, queryset, ACTIONS["erase"])
 
     @admin.action(description=_("Export selected sessions as JSON"), permissions=["view"])
     def export_json(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse:

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.http import HttpRequest
+from django.contrib.admin.utils import unquote
+from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from ..models import VerificationEvent
+from .. import services
+from ..models import VerificationEvent, VerificationSession
 from ..results import REDACTED, can_view_sensitive
 from .display import pretty_body, pretty_json
 from .listing import RefusesNulParameters
@@ -44,6 +46,19 @@ class VerificationEventAdmin(RefusesNulParameters, admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """The event's page; when it showed a raw body and headers, who saw them is recorded on its
+        session (``record_sensitive_view``)."""
+        response = super().change_view(request, object_id, form_url, extra_context)
+        if request.method == "GET" and response.status_code == 200 and can_view_sensitive(request.user):
+            event = self.get_object(request, unquote(object_id))
+            if event is not None and event.session_id is not None:
+                session = VerificationSession.objects.only("pk", "provider").get(pk=event.session_id)
+                services.record_sensitive_view(session, request.user, where="event")
+        return response
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         fields = [

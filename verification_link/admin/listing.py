@@ -47,6 +47,24 @@ class ProviderFilter(admin.SimpleListFilter):
         return queryset.filter(provider=self.value()) if self.value() else queryset
 
 
+class QueueFilter(admin.SimpleListFilter):
+    """The review queue: the sessions the current reviewer claimed (``assign_review``), and those
+    waiting for review that nobody has claimed yet."""
+
+    title = _("review queue")
+    parameter_name = "queue"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("mine", _("My queue")), ("unassigned", _("Awaiting review, unassigned"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "mine":
+            return queryset.filter(assigned_to=request.user.pk)
+        if self.value() == "unassigned":
+            return queryset.filter(decision="review", assigned_to=None)
+        return queryset
+
+
 class CappedCountPaginator(Paginator):
     """Counts at most ``CAP`` + 1 rows (``COUNT(*)`` over a ``LIMIT``): a page of a 10-million-row
     table costs what a page of a 10-thousand-row one does. Past the cap, filter or drill down."""

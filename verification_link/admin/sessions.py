@@ -21,7 +21,7 @@ from ..models import VerificationSession
 from ..results import can_view_sensitive
 from .actions import ACTIONS, SessionActions, decision_refusal
 from .display import SETTLED_DECISIONS, SessionDisplay, status_badge
-from .listing import CappedCountPaginator, ProviderFilter, RefusesNulParameters, SessionListing
+from .listing import CappedCountPaginator, ProviderFilter, QueueFilter, RefusesNulParameters, SessionListing
 
 
 @admin.register(VerificationSession)
@@ -37,7 +37,7 @@ class VerificationSessionAdmin(RefusesNulParameters, SessionListing, SessionDisp
         "expires_or_finished",
     )
     list_display_links = ("short_id",)
-    list_filter = ("status", "decision", ProviderFilter, ("created_at", admin.DateFieldListFilter))
+    list_filter = ("status", "decision", QueueFilter, ProviderFilter, ("created_at", admin.DateFieldListFilter))
     search_fields = ("user__username", "user__email", "=token", "=external_id", "=reference")
     search_help_text = _("Username or e-mail (contains), or an exact token, external id or reference.")
     list_select_related = ("user",)
@@ -46,7 +46,15 @@ class VerificationSessionAdmin(RefusesNulParameters, SessionListing, SessionDisp
     paginator = CappedCountPaginator
     list_per_page = 25  # a review queue: a page that renders fast, filters to narrow it
     ordering = ("-created_at",)
-    actions = ["refresh_selected", "cancel_selected", "approve_selected", "reject_selected", "export_json"]
+    actions = [
+        "refresh_selected",
+        "cancel_selected",
+        "approve_selected",
+        "reject_selected",
+        "assign_selected",
+        "erase_selected",
+        "export_json",
+    ]
     change_form_template = "admin/verification_link/verificationsession/change_form.html"
     change_list_template = "admin/verification_link/verificationsession/change_list.html"
     action_template = "admin/verification_link/verificationsession/action_confirmation.html"
@@ -151,6 +159,8 @@ class VerificationSessionAdmin(RefusesNulParameters, SessionListing, SessionDisp
             available = [ACTIONS["refresh"], ACTIONS["cancel"]]
         else:
             available = [a for a in (ACTIONS["approve"], ACTIONS["reject"]) if not decision_refusal(obj, a.decision)]
+            if obj.decision == "review" and obj.assigned_to_id != request.user.pk:
+                available.append(ACTIONS["assign"])
         buttons = []
         for action in available:
             title = str(action.title)

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -28,6 +29,7 @@ from rest_framework.throttling import ScopedRateThrottle
 
 from .. import conf, services
 from ..exceptions import (
+    ConfigurationError,
     InvalidRequest,
     InvalidTransition,
     ProviderAuthError,
@@ -40,6 +42,8 @@ from ..models import VerificationEvent, VerificationSession
 from .schema import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from .serializers import ErrorSerializer, SessionCreateSerializer, SessionSerializer
 
+logger = logging.getLogger("verification_link.api")
+
 Source = VerificationEvent.Source
 
 
@@ -47,6 +51,14 @@ class ProviderUnavailableError(APIException):
     status_code = 503
     default_code = "provider_unavailable"
     default_detail = "The verification provider is unavailable; try again later."
+
+
+class MisconfiguredError(APIException):
+    """The site's settings are wrong (named in the log, never in the answer)."""
+
+    status_code = 503
+    default_code = "unavailable"
+    default_detail = "Verification cannot be started at the moment."
 
 
 class ProviderRefusedError(APIException):
@@ -196,6 +208,9 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             raise _provider_error(exc) from None
         except InvalidRequest as exc:
             raise serializers.ValidationError({"non_field_errors": [str(exc)]}) from None
+        except ConfigurationError as exc:
+            logger.error("api: start refused by the settings: %s", exc)
+            raise MisconfiguredError() from None
         except TooManyAttempts as exc:
             detail = "Too many verification attempts; try again later."
             raise Throttled(wait=exc.retry_after, detail=detail, code="too_many_attempts") from None

@@ -122,7 +122,7 @@ def lapse_verifications(*, now: datetime | None = None, batch_size: int = 500) -
         try:
             lapsed += _lapse_batch([pk for pk, _ in batch], now=now)
         except Exception:
-            # One bad batch (a database error) does not stop the sweep: the next one retries it.
+            # One bad batch (a database error) does not stop the sweep; the next sweep retries it.
             logger.exception("lapse sweep: a batch of %d sessions failed; the sweep goes on", len(batch))
         if len(batch) < batch_size:
             return lapsed
@@ -132,14 +132,17 @@ def lapse_verifications(*, now: datetime | None = None, batch_size: int = 500) -
 def _lapse_batch(ids: list[Any], *, now: datetime) -> int:
     with transaction.atomic():
         take_write_lock()
-        locking = VerificationSession.objects.filter(pk__in=ids, lapsed_at=None).order_by()
+        days = conf.lifecycle("VALID_FOR_DAYS")
+        # Checked again under the lock: a session re-decided meanwhile has not lapsed.
+        locking = VerificationSession.objects.filter(
+            pk__in=ids, lapsed_at=None, decision=Decision.APPROVED, finished_at__lte=now - timedelta(days=days)
+        ).order_by()
         if connection.features.has_select_for_update:
             locking = locking.select_for_update(skip_locked=connection.features.has_select_for_update_skip_locked)
         sessions = list(locking)
         if not sessions:
             return 0
         VerificationSession.objects.filter(pk__in=[s.pk for s in sessions]).update(lapsed_at=now, updated_at=now)
-        days = conf.lifecycle("VALID_FOR_DAYS")
         events = []
         for session in sessions:
             session.lapsed_at = session.updated_at = now

@@ -161,6 +161,7 @@ def record_unchanged_answers(answers: list[UnchangedAnswer]) -> list[UnchangedAn
     for answer in answers:
         groups[(answer.session.status, answer.session.poll_attempts)].append(answer)
     stale: list[UnchangedAnswer] = []
+    applied: list[tuple[UnchangedAnswer, dict[str, Any]]] = []
     written: set[Any] = set()
     with transaction.atomic():
         for (status, attempts), group in groups.items():
@@ -177,12 +178,13 @@ def record_unchanged_answers(answers: list[UnchangedAnswer]) -> list[UnchangedAn
             else:
                 # Our UPDATE holds the rows it wrote until commit: those are the ones with our changes.
                 written.update(VerificationSession.objects.filter(pk__in=pks, **changes).values_list("pk", flat=True))
-            for answer in group:
-                if answer.session.pk in written:
-                    for field, value in changes.items():
-                        setattr(answer.session, field, value)
-                else:
-                    stale.append(answer)
+            applied += [(answer, changes) for answer in group if answer.session.pk in written]
+            stale += [answer for answer in group if answer.session.pk not in written]
+    # Only once committed: a later group's failure rolls back every group, and the objects must
+    # still say what the rows say for the one-at-a-time retry's compare-and-set.
+    for answer, changes in applied:
+        for field, value in changes.items():
+            setattr(answer.session, field, value)
     return stale
 
 

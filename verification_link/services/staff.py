@@ -9,10 +9,11 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from ..exceptions import InvalidTransition, ProviderError
+from ..exceptions import ConfigurationError, InvalidTransition, ProviderError
 from ..models import VerificationEvent, VerificationSession
 from ..providers import get_provider
-from .common import Kind, SessionRef, _is_user, _lock, logger
+from .common import Kind, SessionRef, _is_user, _lock, logger, take_write_lock
+from .reviews import cancel_session
 
 #: Within this long, one staff member's repeated looks at one session are one ``viewed`` event.
 VIEW_COALESCE = timedelta(hours=1)
@@ -64,6 +65,8 @@ def record_sensitive_view(session: VerificationSession, viewer: Any, *, where: s
         return None
     now = timezone.now()
     with transaction.atomic():
+        take_write_lock()  # reads, then writes: on SQLite the write lock must come first
+        _lock(session)  # two first looks at once: one event (the second finds it under the lock)
         recent = (
             VerificationEvent.objects.select_for_update()
             .filter(session=session, kind=Kind.VIEWED, actor=viewer, created_at__gte=now - VIEW_COALESCE)
@@ -90,14 +93,16 @@ def record_sensitive_view(session: VerificationSession, viewer: Any, *, where: s
 def erase_user_data(user: Any, *, by: Any = None, dry_run: bool = False) -> int:
     """Scrub every identity datum of ``user``'s sessions and events; returns how many sessions.
 
-    Gone: the result, the metadata, the one-time link, the review note (staff's text can quote the
-    person), and from every event its body, headers, error text and data but the facts of
+    Gone: the result, the metadata, the one-time link, the ``next`` URL, the review note (staff's
+    text can quote the person), and from every event its body, headers, remote address, error text
+    and data but the facts of
     ``KEPT_EVENT_DATA``; the provider's copy too, where it has a redaction API
     (``supports_redaction``: then the provider's handles, ``token`` and ``external_id``, go as well).
     Kept: status, decision, reviewer, timestamps — the record that a verification happened and
     what was decided, which a site may have to keep (docs: "Erasure"). Each session gets an
     ``erased`` event (with ``by``); a session erased before is erased again (a late webhook may
-    have brought data since). ``dry_run``: count, change nothing, call nobody.
+    have brought data since). An open session is canceled first: it would fill up again when the
+    provider finishes it. ``dry_run``: count, change nothing, call nobody.
     """
     sessions = list(VerificationSession.objects.filter(user=user).order_by("created_at").values_list("pk", flat=True))
     if dry_run:
@@ -113,7 +118,17 @@ def erase_user_data(user: Any, *, by: Any = None, dry_run: bool = False) -> int:
 
 def _erase_session(pk: Any, *, actor: Any) -> None:
     session = VerificationSession.objects.get(pk=pk)
-    backend = get_provider(session.provider)
+    if not session.is_final:
+        # An open session would fill up again when the provider finishes it: the user asked to be
+        # forgotten, so their verification in flight is abandoned (canceled there where it can be).
+        try:
+            session = cancel_session(session, by=actor, source=VerificationEvent.Source.ADMIN)
+        except (InvalidTransition, ProviderError, ConfigurationError) as exc:
+            logger.warning("verification session %s: not canceled before its erasure: %s", pk, exc)
+    try:
+        backend = get_provider(session.provider)
+    except ConfigurationError:
+        backend = None  # an alias no longer configured: nothing to redact there, the rest goes on
     redacted: bool | None = None
     if getattr(backend, "supports_redaction", False):
         try:
@@ -126,9 +141,9 @@ def _erase_session(pk: Any, *, actor: Any) -> None:
     with transaction.atomic():
         locked = _lock(session)
         locked.result, locked.metadata, locked.url, locked.review_note = {}, {}, "", ""
-        locked.provider_reasons = []
+        locked.provider_reasons, locked.next_url = [], ""
         locked.erased_at = now
-        fields = ["result", "metadata", "url", "review_note", "provider_reasons", "erased_at", "updated_at"]
+        fields = ["result", "metadata", "url", "review_note", "provider_reasons", "next_url", "erased_at", "updated_at"]
         if redacted:
             locked.token, locked.external_id = "", ""
             fields += ["token", "external_id"]
@@ -148,6 +163,6 @@ def _erase_session(pk: Any, *, actor: Any) -> None:
 
 
 def _scrub_event(event: VerificationEvent) -> None:
-    event.body, event.headers, event.error = "", {}, ""
+    event.body, event.headers, event.error, event.remote_addr = "", {}, "", None
     event.data = {key: value for key, value in (event.data or {}).items() if key in KEPT_EVENT_DATA}
-    event.save(update_fields=["body", "headers", "error", "data"])
+    event.save(update_fields=["body", "headers", "error", "remote_addr", "data"])

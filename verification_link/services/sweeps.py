@@ -99,7 +99,9 @@ def claim_due_sessions(*, now: datetime | None = None, limit: int | None = None)
         take_write_lock()  # reads, then writes: on SQLite the write lock must come first
         claimed = list(_locking(due.only(*_REFRESH_FIELDS))[:limit])
         if claimed:
-            lease = now + timedelta(seconds=int(conf.get("POLL_CLAIM_SECONDS")))
+            # From the claim's own time, not the sweep's: a claim made late in a long sweep still
+            # holds its whole lease.
+            lease = max(now, timezone.now()) + timedelta(seconds=int(conf.get("POLL_CLAIM_SECONDS")))
             VerificationSession.objects.filter(pk__in=[s.pk for s in claimed]).update(next_poll_at=lease)
     return claimed
 
@@ -231,12 +233,14 @@ def run_poll_sweep(
         for batches in range(1, max_batches + 1):
             # The next batch is claimed while this one is polled: the provider never waits for a claim.
             more = len(claimed) == batch_size and batches < max_batches
-            claimed = claim() if more else []
+            try:
+                claimed = claim() if more else []
+            finally:  # a failed claim (the database) still leaves this batch's answers written
+                outcomes = polls.wait()
+                _tally(result, outcomes)
+                with turns.database:
+                    _write_unchanged([outcome for outcome in outcomes if isinstance(outcome, UnchangedAnswer)], result)
             following = pool.submit(claimed, poll)
-            outcomes = polls.wait()
-            _tally(result, outcomes)
-            with turns.database:
-                _write_unchanged([outcome for outcome in outcomes if isinstance(outcome, UnchangedAnswer)], result)
             if not more:
                 break
             polls = following

@@ -15,7 +15,7 @@ from django.db import connection, connections
 def _guarded(work: Callable[[Any], Any], item: Any) -> Any:
     try:
         return work(item)
-    except Exception as exc:  # the caller decides what an error means
+    except BaseException as exc:  # the caller decides what an error means; a waiting batch never hangs
         return exc
 
 

@@ -19,7 +19,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ... import services
-from ...exceptions import ProviderError
+from ...exceptions import ConfigurationError, ProviderError
 from ...models import VerificationSession
 
 
@@ -49,6 +49,12 @@ class Command(BaseCommand):
         refresh.add_argument("session_id", help="The session's UUID.")
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
+        try:
+            self._run(action, options)
+        except ConfigurationError as exc:  # the site's settings: one line naming the key
+            raise CommandError(f"{action}: {exc}", returncode=2) from None
+
+    def _run(self, action: str, options: dict[str, Any]) -> None:
         if action == "poll":
             self._summary("poll", services.run_poll_sweep(concurrency=options["concurrency"]))
         elif action == "expire":
