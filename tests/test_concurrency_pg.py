@@ -197,3 +197,45 @@ def test_reviewers_racing_to_assign_one_session_one_wins_the_others_are_told(dja
     assert session.assigned_to in reviewers and len(told) == 5
     assert all(message == f"already assigned to {session.assigned_to.username}" for message in told)
     assert session.events.filter(kind="assigned").count() == 1
+
+
+def test_try_again_racing_itself_stores_one_attempt(user, signal_log):
+    """Six "Try again" at once on one failed session (a double click, two tabs): one new attempt,
+    linked to it; the others return that one."""
+    with FakeOoto(app_id="test-app-id", app_key="test-app-key-SECRET", latency=0.05) as fake:
+        failed = services.start_verification(user=user)
+        fake.fail(failed)
+        services.refresh_session(failed)
+        retries = []
+        race([lambda: retries.append(services.retry_verification(failed.pk, user=user))] * 6)
+    assert len({retry.pk for retry in retries}) == 1
+    assert VerificationSession.objects.filter(previous=failed).count() == 1
+    assert VerificationEvent.objects.filter(session=failed, kind="replaced").count() == 1
+    assert len(signal_log.of("verification_created")) == 2  # the failed one's, the retry's
+
+
+def test_reviewers_deciding_at_once_give_one_decision_the_others_are_told(django_user_model, signal_log):
+    """Six reviewers decide one queued session at once, half approving, half rejecting: the first
+    decision holds; an equal one is the same decision (not recorded again), a different one is told
+    to confirm a change."""
+    from verification_link.testing import VerificationSessionFactory
+
+    session = VerificationSessionFactory(done=True, decision="review")
+    reviewers = [django_user_model.objects.create_user(f"judge{n}", is_staff=True) for n in range(6)]
+    told = []
+
+    def decide(reviewer, decision):
+        def job():
+            try:
+                services.review_session(session.pk, decision=decision, reviewer=reviewer, note="checked the photo")
+            except InvalidTransition as exc:
+                told.append(str(exc))
+
+        return job
+
+    race([decide(reviewer, ("approved", "rejected")[n % 2]) for n, reviewer in enumerate(reviewers)])
+    session.refresh_from_db()
+    assert session.decision in ("approved", "rejected") and session.reviewed_by in reviewers
+    assert session.events.filter(kind="reviewed").count() == 1
+    assert len(signal_log.of("verification_reviewed")) == 1
+    assert told == [f"already {session.decision}; confirm to change it"] * 3

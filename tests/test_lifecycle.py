@@ -250,6 +250,18 @@ def test_verification_required_sends_others_to_start_with_next(user, view):
     assert view(request).content == b"members only"
 
 
+@pytest.mark.parametrize("view", [verification_required(page), MembersView.as_view()], ids=["decorator", "mixin"])
+def test_verification_required_with_a_broken_setting_answers_the_friendly_page_closed(user, view, vl_settings, caplog):
+    approved(user)
+    vl_settings(VALID_FOR_DAYS="a month")
+    request = RequestFactory().get("/members/")
+    request.user = user
+    with caplog.at_level(logging.ERROR, logger="verification_link"):
+        response = view(request)
+    assert response.status_code == 503 and b"members only" not in response.content
+    assert 'VERIFICATION_LINK["VALID_FOR_DAYS"]' in caplog.text
+
+
 def test_verification_required_at_a_provider(user):
     guarded = verification_required(provider="valify")(page)
     request = RequestFactory().get("/members/")

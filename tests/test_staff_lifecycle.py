@@ -200,3 +200,16 @@ def test_an_event_page_showing_a_raw_body_is_recorded_as_a_view(vera):
     event = VerificationEvent.objects.create(session=session, provider="ooto", kind=Kind.WEBHOOK, body="{}")
     assert logged_in(vera).get(f"/admin/verification_link/verificationevent/{event.pk}/change/").status_code == 200
     assert session.events.get(kind=Kind.VIEWED).data["where"] == ["event"]
+
+
+def test_an_erased_session_keeps_nothing_the_provider_sends_later(fake_ooto, user, commit):
+    """A flow the provider could not cancel before the erasure finishes afterwards: the status
+    moves (the record), the result it brings is not stored."""
+    session = services.start_verification(user=user)
+    VerificationSession.objects.filter(pk=session.pk).update(erased_at="2026-01-01T00:00:00Z")
+    fake_ooto.complete(session)
+    with commit():
+        session = services.refresh_session(session)
+    assert session.status == "DONE" and session.result == {}
+    session.refresh_from_db()
+    assert session.result == {} and session.decision  # decided on what it knew: nothing to approve

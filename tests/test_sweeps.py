@@ -437,6 +437,19 @@ def test_beat_schedule_uses_the_settings(vl_settings):
         assert entry["task"] in current_app.tasks
 
 
+@pytest.mark.parametrize("value", [0, -10, "often", 10**9, 2.5])
+def test_a_wrong_sweep_interval_refuses_the_schedule_and_the_checks(vl_settings, value):
+    from verification_link.checks import check_settings
+    from verification_link.exceptions import ConfigurationError
+
+    vl_settings(EXPIRE_SWEEP_EVERY=value)
+    with pytest.raises(ConfigurationError, match=r'VERIFICATION_LINK\["EXPIRE_SWEEP_EVERY"\]'):
+        tasks.beat_schedule()
+    assert [m.id for m in check_settings() if "EXPIRE_SWEEP_EVERY" in m.msg] == ["verification_link.E013"]
+    vl_settings(EXPIRE_SWEEP_EVERY="90")  # an environment variable read as it is
+    assert tasks.beat_schedule()["verification-link-expire"]["schedule"].total_seconds() == 90
+
+
 def test_results_are_never_stored_sensitively_when_discarded(fake_ooto, user, vl_settings):
     vl_settings(DISCARD_RESULT_KEYS=["demography"])
     session = services.start_verification(user=user)

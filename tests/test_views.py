@@ -129,20 +129,24 @@ def test_status_page_shows_the_qr_and_link_while_open(owner, session):
 
 
 @pytest.mark.parametrize(
-    ("trait", "decision", "text", "restart"),
+    ("trait", "decision", "text", "offer"),
     [
-        ({"done": True}, "approved", "You are verified.", False),
-        ({"done": True}, "review", "being reviewed", False),
-        ({"failed": True}, "rejected", "could not verify you", True),
-        ({"status": "EXPIRED", "url": ""}, "", "expired", True),
-        ({"status": "CANCELED", "url": ""}, "", "canceled", True),
+        ({"done": True}, "approved", "You are verified.", None),
+        ({"done": True}, "review", "being reviewed", None),
+        ({"done": True}, "rejected", "could not verify you", "Try again"),
+        ({"failed": True}, "rejected", "could not verify you", "Try again"),
+        ({"status": "EXPIRED", "url": ""}, "", "expired", "Start again"),
+        ({"status": "CANCELED", "url": ""}, "", "canceled", "Start again"),
     ],
 )
-def test_status_page_shows_the_outcome_when_final(owner, user, trait, decision, text, restart):
+def test_status_page_shows_the_outcome_when_final(owner, user, trait, decision, text, offer):
     session = VerificationSessionFactory(user=user, decision=decision, **trait)
     html = owner.get(f"/verify/s/{session.pk}/").content.decode()
     assert text in html
-    assert ("Start again" in html) is restart
+    # A failed or rejected attempt is retried (linked to it); an expired or canceled one started anew.
+    assert ("Start again" in html) is (offer == "Start again")
+    assert ("Try again" in html) is (offer == "Try again")
+    assert (f"/verify/s/{session.pk}/retry/" in html) is (offer == "Try again")
     assert "qr.svg" not in html
 
 
@@ -164,7 +168,16 @@ def test_live_status_asks_the_provider_only_when_due(owner, fake_ooto, session):
     body = owner.get(f"/verify/s/{session.pk}/status.json").json()
     assert (body["status"], body["next_step"], body["is_final"]) == ("IN_PROGRESS", "LIVENESS", False)
     assert len(fake_ooto.calls("GET")) == 1
-    assert set(body) == {"id", "status", "status_label", "next_step", "is_final", "decision", "expires_at"}
+    assert set(body) == {
+        "id",
+        "status",
+        "status_label",
+        "next_step",
+        "is_final",
+        "decision",
+        "expires_at",
+        "resubmission_requested",
+    }
 
 
 def test_qr_is_an_uncached_svg_of_the_link(owner, session):

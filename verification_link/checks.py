@@ -13,7 +13,8 @@ E009  a WEBHOOK_* setting of an alias has a wrong value (webhooks.py)
 E010  a provider's language setting is not one it offers (Valify LANG, Onfido LANGUAGE)
 E011  USER_PROVIDERS is not a list of configured aliases
 E012  the sandbox is installed while DEBUG is off (verification_link/sandbox/checks.py)
-E013  a lifecycle setting (REUSE_OPEN_SESSIONS, MAX_ATTEMPTS, ATTEMPT_WINDOW, VALID_FOR_DAYS…) has a wrong value
+E013  a lifecycle setting (REUSE_OPEN_SESSIONS, MAX_ATTEMPTS, ATTEMPT_WINDOW, VALID_FOR_DAYS, *_SWEEP_EVERY)
+      has a wrong value
 E020  a provider's own setting has a wrong value (e.g. Persona LINK; the message names the key)
 W001  PUBLIC_BASE_URL is not HTTPS while DEBUG is off
 W002  a provider BASE_URL is not HTTPS

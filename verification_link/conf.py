@@ -206,6 +206,11 @@ LIFECYCLE: dict[str, tuple[Callable[[Any], Any], str]] = {
     "MAX_ATTEMPTS": (_or_none(_whole(1, 100_000)), "None (no limit) or a whole number from 1 to 100,000"),
     "ATTEMPT_WINDOW": (_whole(1, 366 * 86_400), "a whole number of seconds from 1 to 366 days"),
     "VALID_FOR_DAYS": (_or_none(_whole(1, 36_500)), "None (never lapses) or a whole number of days from 1 to 36,500"),
+    # How often beat runs each sweep (``tasks.beat_schedule()``): 0 or a week would stop it in effect.
+    **{
+        name: (_whole(1, 7 * 86_400), "a whole number of seconds from 1 to 7 days")
+        for name in ("POLL_SWEEP_EVERY", "EXPIRE_SWEEP_EVERY", "PURGE_SWEEP_EVERY", "LAPSE_SWEEP_EVERY")
+    },
 }
 
 

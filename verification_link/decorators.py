@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -11,9 +12,26 @@ from urllib.parse import urlencode
 
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
 from django.urls import reverse
 
+from .exceptions import ConfigurationError
 from .services import is_verified
+
+logger = logging.getLogger("verification_link.decorators")
+
+
+def _refused(request: HttpRequest, provider: str | None) -> HttpResponse | None:
+    """None when the user may pass; else where they go instead: to start (not verified), or the
+    friendly 503 page when the site's settings cannot say (a wrong ``VALID_FOR_DAYS``, an unknown
+    alias) — closed, never open: the guarded view does not run."""
+    try:
+        if is_verified(request.user, provider=provider):
+            return None
+    except ConfigurationError as exc:
+        logger.error("verification_required: the settings cannot tell who is verified: %s", exc)
+        return render(request, "verification_link/provider_error.html", {"retryable": False}, status=503)
+    return _to_start(request)
 
 
 def _to_start(request: HttpRequest) -> HttpResponse:
@@ -31,9 +49,8 @@ def verification_required(view: Callable[..., HttpResponse] | None = None, *, pr
     def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         @wraps(view)
         def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            if not is_verified(request.user, provider=provider):
-                return _to_start(request)
-            return view(request, *args, **kwargs)
+            refused = _refused(request, provider)
+            return refused if refused is not None else view(request, *args, **kwargs)
 
         return guarded
 
@@ -47,6 +64,7 @@ class VerificationRequiredMixin:
     verification_provider: str | None = None
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not is_verified(request.user, provider=self.verification_provider):
-            return _to_start(request)
+        refused = _refused(request, self.verification_provider)
+        if refused is not None:
+            return refused
         return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]

@@ -182,6 +182,10 @@ class VerificationSession(models.Model):
             ),
         ]
 
+    #: Set by ``start_verification`` on the session it returns: True when it is the user's open
+    #: session returned again (``REUSE_OPEN_SESSIONS``), False when it was just created.
+    reused: bool = False
+
     def __str__(self) -> str:
         return f"{self.provider} {str(self.pk)[:8]} ({self.status})"
 
@@ -224,6 +228,7 @@ class VerificationEvent(models.Model):
         VIEWED = "viewed", _("Sensitive results viewed")
         LAPSED = "lapsed", _("Validity ended")
         ERASED = "erased", _("Identity data erased")
+        REPLACED = "replaced", _("Replaced by a new attempt")
 
     class Source(models.TextChoices):
         CALLBACK = "callback", _("Callback")

@@ -79,23 +79,24 @@ def lapse_verifications() -> int:
 
 def beat_schedule() -> dict[str, dict[str, Any]]:
     """A ready Celery beat schedule to merge into ``CELERY_BEAT_SCHEDULE`` (or
-    ``app.conf.beat_schedule``); django-celery-beat picks it up from there too."""
+    ``app.conf.beat_schedule``); django-celery-beat picks it up from there too. A wrong
+    ``*_SWEEP_EVERY`` is a ``ConfigurationError`` naming the key (check E013 says so earlier)."""
     return {
         "verification-link-poll": {
             "task": "verification_link.poll_due_sessions",
-            "schedule": timedelta(seconds=int(conf.get("POLL_SWEEP_EVERY"))),
+            "schedule": timedelta(seconds=conf.lifecycle("POLL_SWEEP_EVERY")),
         },
         "verification-link-expire": {
             "task": "verification_link.expire_sessions",
-            "schedule": timedelta(seconds=int(conf.get("EXPIRE_SWEEP_EVERY"))),
+            "schedule": timedelta(seconds=conf.lifecycle("EXPIRE_SWEEP_EVERY")),
         },
         "verification-link-purge": {
             "task": "verification_link.purge_expired_data",
-            "schedule": timedelta(seconds=int(conf.get("PURGE_SWEEP_EVERY"))),
+            "schedule": timedelta(seconds=conf.lifecycle("PURGE_SWEEP_EVERY")),
         },
         "verification-link-lapse": {
             "task": "verification_link.lapse_verifications",
-            "schedule": timedelta(seconds=int(conf.get("LAPSE_SWEEP_EVERY"))),
+            "schedule": timedelta(seconds=conf.lifecycle("LAPSE_SWEEP_EVERY")),
         },
     }
 

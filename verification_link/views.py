@@ -25,7 +25,14 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
 from . import conf, services, tasks
-from .exceptions import ConfigurationError, InvalidRequest, ProviderError, ProviderUnavailable, TooManyAttempts
+from .exceptions import (
+    ConfigurationError,
+    InvalidRequest,
+    InvalidTransition,
+    ProviderError,
+    ProviderUnavailable,
+    TooManyAttempts,
+)
 from .framing import deny_framing
 from .jsonbody import parse_json
 from .logsafe import inbound_endpoint
@@ -127,28 +134,58 @@ def start_view(request: HttpRequest) -> HttpResponse:
         return page(_("This verification method is not available."), status=400, provider=default)
     try:
         session = services.start_verification(user=request.user, provider=provider, next_url=next_url, request=request)
-    except ProviderError as exc:
-        return render(
-            request,
-            "verification_link/provider_error.html",
-            {"retryable": isinstance(exc, ProviderUnavailable)},
-            status=503,
-        )
     except InvalidRequest as exc:
         logger.warning("start: invalid request: %s", exc)
         return page(_("This verification cannot be started."), status=400, provider=provider)
-    except TooManyAttempts as exc:
+    except (ProviderError, TooManyAttempts, ConfigurationError) as exc:
+        return _start_refused(request, exc, provider)
+    return _hand_off(session, handoff)
+
+
+def _start_refused(request: HttpRequest, exc: Exception, provider: str) -> HttpResponse:
+    """The friendly page of a start (or a retry) that did not happen: the provider failed (503,
+    "try again" when it may pass), the attempt limit (429 with when, and ``Retry-After``), the
+    site's settings (503, named in the log only)."""
+    if isinstance(exc, TooManyAttempts):
         response = render(
             request, "verification_link/too_many_attempts.html", {"available_at": exc.available_at}, status=429
         )
         response["Retry-After"] = str(exc.retry_after)
         return response
-    except ConfigurationError as exc:  # the site's settings, named in the log; the user gets a page
+    if isinstance(exc, ConfigurationError):
         logger.error("start: provider %r is misconfigured: %s", provider, exc)
-        return render(request, "verification_link/provider_error.html", {"retryable": False}, status=503)
-    if handoff == "qr":
+    retryable = isinstance(exc, ProviderUnavailable)
+    return render(request, "verification_link/provider_error.html", {"retryable": retryable}, status=503)
+
+
+def _hand_off(session: VerificationSession, handoff: str) -> HttpResponse:
+    """303 to the provider's link ("continue here"), or to the status page with its QR code (the
+    phone hand-off, and a session whose link is gone: a replacement that already finished)."""
+    if handoff == "qr" or session.is_final or not session.url:
         return HttpResponseSeeOther(reverse("verification_link:detail", args=[session.pk]))
     return HttpResponseSeeOther(session.url)
+
+
+@login_required
+@require_http_methods(["POST"])
+def retry_view(request: HttpRequest, pk: Any) -> HttpResponse:
+    """POST (the owner): "Try again" after a failed, rejected or resubmission-requested session — a
+    new attempt linked to it (``services.retry_verification``), then the hand-off asked for. A
+    session that cannot be retried (finished otherwise meanwhile, a stale page) goes back to its
+    status page; one already replaced goes to its replacement, with no new provider call."""
+    session = _owned_session(request, pk)
+    handoff = request.POST.get("handoff", "redirect")
+    if handoff not in ("redirect", "qr"):
+        handoff = "redirect"
+    next_url = _safe_next(request, request.POST.get("next"))
+    try:
+        retry = services.retry_verification(session, user=request.user, next_url=next_url, request=request)
+    except (InvalidTransition, InvalidRequest) as exc:
+        logger.info("retry of session %s refused: %s", session.pk, exc)
+        return HttpResponseSeeOther(reverse("verification_link:detail", args=[session.pk]))
+    except (ProviderError, TooManyAttempts, ConfigurationError) as exc:
+        return _start_refused(request, exc, session.provider)
+    return _hand_off(retry, handoff)
 
 
 # -- the owner's status page, its live JSON and the QR code ---------------------------------------------
@@ -163,6 +200,8 @@ def _status_payload(session: VerificationSession) -> dict[str, Any]:
         "is_final": session.is_final,
         "decision": session.decision,
         "expires_at": session.expires_at.isoformat() if session.expires_at else None,
+        # The provider asks the user to try again: the page offers "Try again" (it reloads to).
+        "resubmission_requested": not session.is_final and services.replaceable(session),
     }
 
 
@@ -171,13 +210,20 @@ def _status_payload(session: VerificationSession) -> dict[str, Any]:
 @deny_framing  # the page shows the one-time link and its QR code
 def detail_view(request: HttpRequest, pk: Any) -> HttpResponse:
     session = _owned_session(request, pk)
+    chain = services.attempt_chain(session)
+    replaced_by = next((attempt for attempt in chain if attempt.previous_id == session.pk), None)
+    can_retry = replaced_by is None and services.replaceable(session)
     response = render(
         request,
         "verification_link/detail.html",
         {
             "session": session,
             "status_label": STATUS_LABELS.get(session.status, session.status),
-            "can_restart": session.status in ("FAILED", "EXPIRED", "CANCELED"),
+            "can_retry": can_retry,
+            "resubmission": can_retry and not session.is_final,
+            "can_restart": replaced_by is None and not can_retry and session.status in ("EXPIRED", "CANCELED"),
+            "chain": [(attempt, STATUS_LABELS.get(attempt.status, attempt.status)) for attempt in chain],
+            "replaced_by": replaced_by,
             "payload": _status_payload(session),
         },
     )

@@ -111,3 +111,39 @@ def test_valify_sandbox_pass_all_marks_the_user_verified(page, valify_site):
         "print(list(E.objects.filter(kind='webhook').values_list('valid', 'processed', 'error')))",
     )
     assert events.strip().splitlines()[-1] == "[(True, True, '')]"
+
+
+def test_a_decline_then_try_again_then_a_pass(page, demo_site):
+    """A failed check offers "Try again": a new attempt linked to the failed one, through the
+    sandbox once more, ends verified; the status page lists both attempts."""
+    demo_site.manage(
+        "shell",
+        "-c",
+        "from django.contrib.auth.models import User; User.objects.create_user('declan', password='declan')",
+    )
+    log_in(page, "declan", "declan")
+    page.click("#verify-link")
+    page.get_by_role("button", name="Continue here").click()
+    page.wait_for_url(re.compile(r"/sandbox/ooto/flow/"))
+    walk_sandbox(page, "Liveness fails")
+    page.wait_for_url(re.compile(r"/verify/s/[0-9a-f-]+/$"))
+    failed_url = page.url
+    assert page.locator("#vl-outcome").inner_text() == "We could not verify you this time."
+    assert not profile_verified(demo_site, "declan")
+
+    page.get_by_role("button", name="Try again", exact=True).click()
+    page.wait_for_url(re.compile(r"/sandbox/ooto/flow/"))
+    walk_sandbox(page, "Pass all")
+    page.wait_for_url(re.compile(r"/verify/s/[0-9a-f-]+/$"))
+    assert page.url != failed_url
+    assert page.locator("#vl-outcome").inner_text() == "You are verified."
+    attempts = page.locator("#vl-attempts li")
+    assert attempts.count() == 2
+    assert attempts.nth(0).get_by_role("link").get_attribute("href") in failed_url
+    assert "Not verified" in attempts.nth(0).inner_text()
+    assert profile_verified(demo_site, "declan")
+
+    # The failed attempt's page now points to the newer one and offers no second retry.
+    page.goto(failed_url)
+    assert page.locator("#vl-replaced-by").is_visible()
+    assert page.get_by_role("button", name="Try again", exact=True).count() == 0

@@ -7,6 +7,7 @@ Nothing of ours is patched; Stripe's SDK parses what the emulator signs."""
 from __future__ import annotations
 
 import base64
+import json
 from urllib.parse import urlsplit
 
 import pytest
@@ -281,3 +282,30 @@ def test_unknown_ids_methods_and_states(site, client):
     assert twice.status_code == 400 and "error" in twice.json()
     assert client.post(f"{API}/{created['id']}/approve", headers=BEARER).status_code == 404
     assert client.post(f"{API}/{created['id']}/cancel", {"x": "1"}, headers=BEARER).status_code == 400
+
+
+def test_try_again_after_requires_input_cancels_the_old_session_there(site, start, pick, user, commit, signal_log):
+    """Stripe keeps a declined attempt open (``requires_input``): "Try again" starts a new session
+    linked to it and cancels the old one at Stripe too (its ``/cancel``); the ``canceled`` webhook
+    the emulator then sends is recorded and changes nothing here."""
+    session = start()
+    pick(session.url, "fail")
+    session.refresh_from_db()
+    assert services.replaceable(session) and not session.is_final
+    with commit():
+        retry = services.retry_verification(session, user=user)
+    assert retry.previous_id == session.pk and retry.external_id != session.external_id
+    cancels = [c.request for c in site.calls if c.request.url.endswith(f"/{session.external_id}/cancel")]
+    assert len(cancels) == 1 and cancels[0].method == "POST"
+    assert SandboxHostedSession.objects.get(external_id=session.external_id).status == "canceled"
+    session.refresh_from_db()
+    assert session.status == Status.CANCELED
+    late = webhooks(session)[-1]
+    assert json.loads(late.body)["type"] == "identity.verification_session.canceled"
+    assert late.valid and late.processed and not late.error
+    assert (late.applied, session.provider_status) == (False, "requires_input")  # nothing changed
+    assert len(signal_log.of("verification_finished")) == 1  # the cancel of the retry, once
+    pick(retry.url, "pass")
+    retry.refresh_from_db()
+    assert retry.status == Status.DONE and retry.decision == VerificationSession.Decision.APPROVED
+    assert services.is_verified(user)

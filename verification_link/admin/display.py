@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from django.contrib import admin
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
@@ -17,6 +18,7 @@ from ..jsonbody import parse_json
 from ..models import VerificationSession
 from ..qr import qr_svg
 from ..results import REDACTED, check_rows, quality_checks, redact
+from ..services import attempt_chain
 
 Status = VerificationSession.Status
 Decision = VerificationSession.Decision
@@ -141,6 +143,27 @@ class SessionDisplay:
             obj.url,
             qr,
         )
+
+    @admin.display(description=_("attempts"))
+    def attempt_chain(self, obj: VerificationSession) -> str:
+        """The attempts linked by "Try again", oldest first, each a link to its page; this one in bold."""
+        chain = attempt_chain(obj)
+        if not chain:
+            return "—"
+        items = []
+        for attempt in chain:
+            label = format_html(
+                "{} · {} · {}",
+                attempt.short_id,
+                timezone.localtime(attempt.created_at).strftime("%Y-%m-%d %H:%M"),
+                attempt.get_status_display(),
+            )
+            if attempt.pk == obj.pk:
+                items.append(format_html('<li><strong aria-current="page">{}</strong></li>', label))
+            else:
+                url = reverse("admin:verification_link_verificationsession_change", args=[attempt.pk])
+                items.append(format_html('<li><a href="{}">{}</a></li>', url, label))
+        return format_html("<ol>{}</ol>", format_html_join("", "{}", ((item,) for item in items)))
 
     @admin.display(description=_("events"))
     def timeline_full(self, obj: VerificationSession) -> str:

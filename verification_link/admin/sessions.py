@@ -95,6 +95,7 @@ class VerificationSessionAdmin(RefusesNulParameters, SessionListing, SessionDisp
                         "created_at",
                         "expires_at",
                         "finished_at",
+                        "attempt_chain",
                     ]
                 },
             ),

@@ -37,6 +37,9 @@ class SessionSerializer(serializers.ModelSerializer):
     qr_url = serializers.SerializerMethodField(help_text="SVG QR code of the link while open (owner only).")
     decision = serializers.SerializerMethodField()
     result = serializers.SerializerMethodField(help_text="Per requested check: passed and score, once final.")
+    previous = serializers.PrimaryKeyRelatedField(
+        read_only=True, help_text="The attempt this one replaces (a retry), or null."
+    )
 
     class Meta:
         model = VerificationSession
@@ -54,6 +57,7 @@ class SessionSerializer(serializers.ModelSerializer):
             "decision",
             "result",
             "metadata",
+            "previous",
         ]
         read_only_fields = fields
 

@@ -16,7 +16,6 @@ from typing import Any
 
 from django.conf import settings as django_settings
 from django.db.models import QuerySet
-from django.utils import timezone
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound, ParseError, Throttled
@@ -194,7 +193,6 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         form = SessionCreateSerializer(data=request.data, context={"request": request})
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        asked_at = timezone.now()
         try:
             session = services.start_verification(
                 user=request.user,
@@ -215,7 +213,7 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             detail = "Too many verification attempts; try again later."
             raise Throttled(wait=exc.retry_after, detail=detail, code="too_many_attempts") from None
         # The user's open session at the same provider and scopes, returned again (REUSE_OPEN_SESSIONS).
-        code = status.HTTP_200_OK if session.created_at < asked_at else status.HTTP_201_CREATED
+        code = status.HTTP_200_OK if session.reused else status.HTTP_201_CREATED
         return Response(self.get_serializer(session).data, status=code)
 
     @extend_schema(
@@ -229,6 +227,34 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         except ProviderError as exc:
             raise _provider_error(exc) from None
         return Response(self.get_serializer(session).data)
+
+    @extend_schema(
+        summary="Try again",
+        description="The owner's new attempt after a failed, rejected or resubmission-requested session, "
+        "linked to it (previous): 201 with the new session; 200 with the one that already replaced it; "
+        "409 when the session cannot be retried; 429 with Retry-After past MAX_ATTEMPTS.",
+        request=None,
+        responses={201: SessionSerializer, 200: SessionSerializer, 409: ErrorSerializer, **ERRORS, **PROVIDER_ERRORS},
+    )
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, pk: str | None = None) -> Response:
+        session = self.get_object()
+        if session.user_id != request.user.pk:
+            raise NotFound  # a retry is the owner's own attempt; staff start one for nobody
+        try:
+            retry = services.retry_verification(session, user=request.user, request=request._request)
+        except InvalidTransition as exc:
+            raise ConflictError(detail=str(exc)) from None
+        except ProviderError as exc:
+            raise _provider_error(exc) from None
+        except ConfigurationError as exc:
+            logger.error("api: retry refused by the settings: %s", exc)
+            raise MisconfiguredError() from None
+        except TooManyAttempts as exc:
+            detail = "Too many verification attempts; try again later."
+            raise Throttled(wait=exc.retry_after, detail=detail, code="too_many_attempts") from None
+        code = status.HTTP_200_OK if retry.reused else status.HTTP_201_CREATED
+        return Response(self.get_serializer(retry).data, status=code)
 
     @extend_schema(
         summary="Cancel an open session",

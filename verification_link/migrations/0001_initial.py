@@ -187,6 +187,7 @@ class Migration(migrations.Migration):
                             ("viewed", "Sensitive results viewed"),
                             ("lapsed", "Validity ended"),
                             ("erased", "Identity data erased"),
+                            ("replaced", "Replaced by a new attempt"),
                         ],
                         max_length=32,
                         verbose_name="kind",

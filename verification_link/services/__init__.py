@@ -12,10 +12,10 @@ writes ``status`` itself. The rules (DESIGN.md, "Lifecycle rules"):
 - signals are sent with ``transaction.on_commit``: once per applied transition, never on rollback.
 
 A package with a module per concern — ``common`` (the row lock, signals, the one forward move),
-``start``, ``lifecycle`` (reuse, attempt limits, validity), ``reports`` (applying what the provider
-says), ``inbound`` (callbacks and webhooks), ``reviews``, ``staff`` (review queue, view audit,
-erasure), ``sweeps`` (and their ``threads``), ``retention`` — whose public names are all importable
-from here.
+``start``, ``lifecycle`` (reuse, attempt limits, validity), ``resubmission`` ("Try again"),
+``reports`` (applying what the provider says), ``inbound`` (callbacks and webhooks), ``reviews``,
+``staff`` (review queue, view audit, erasure), ``sweeps`` (and their ``threads``), ``retention`` —
+whose public names are all importable from here.
 """
 
 from ..providers import get_provider  # noqa: F401  (importable from here before the split)
@@ -34,10 +34,11 @@ from .inbound import (
 )
 from .lifecycle import check_attempts, current_verification, is_verified, lapse_verifications, reusable_session
 from .reports import apply_report, refresh_session
+from .resubmission import attempt_chain, retry_verification
 from .retention import INBOUND_KINDS, PurgeResult, purge_expired_data, run_purge
 from .reviews import cancel_session, review_session
 from .staff import assign_review, erase_user_data, record_sensitive_view
-from .start import start_verification
+from .start import newest_retry, replaceable, start_verification
 from .sweeps import (
     SweepResult,
     claim_due_sessions,
@@ -58,6 +59,7 @@ __all__ = [
     "SweepResult",
     "apply_report",
     "assign_review",
+    "attempt_chain",
     "cancel_session",
     "check_attempts",
     "claim_due_sessions",
@@ -69,6 +71,7 @@ __all__ = [
     "judge_inbound",
     "kept_webhook_body",
     "lapse_verifications",
+    "newest_retry",
     "poll_due_sessions",
     "poll_interval",
     "process_webhook",
@@ -79,6 +82,8 @@ __all__ = [
     "redacted_body",
     "refresh_on_return",
     "refresh_session",
+    "replaceable",
+    "retry_verification",
     "reusable_session",
     "review_session",
     "run_concurrently",

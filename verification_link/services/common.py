@@ -178,7 +178,8 @@ def _move(
         session.next_step = report.next_step
         if report.expires_at is not None:
             session.expires_at = report.expires_at
-        if report.result:
+        # An erased session keeps none of what arrives later (a flow the provider could not cancel).
+        if report.result and session.erased_at is None:
             session.result = _stored_result(report.result)
         take_provider_words(session, report, moved=True)
     final = session.is_final

@@ -21,7 +21,10 @@ VIEW_COALESCE = timedelta(hours=1)
 #: What an event's ``data`` keeps through erasure: the facts of the record (what happened, when,
 #: decided how), none of what the provider or the user said about the person.
 KEPT_EVENT_DATA = frozenset(
-    {"decision", "previous", "by", "status", "new_status", "error_type", "status_code", "sweep", "scopes", "ttl"}
+    {
+        *("decision", "previous", "replaced_by", "by", "status", "new_status", "error_type", "status_code"),
+        *("sweep", "scopes", "ttl"),
+    }
 )
 
 

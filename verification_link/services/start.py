@@ -1,11 +1,11 @@
 """Starting a verification: the provider's one-time link, and the session and its first event stored
-together — or the user's open session again, within the attempt limit."""
+together — or the user's open session again, within the attempt limit; a retry's new attempt too."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
@@ -14,11 +14,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from .. import conf, signals
-from ..exceptions import InvalidRequest, ProviderError, TooManyAttempts
+from ..exceptions import InvalidRequest, InvalidTransition, ProviderError, TooManyAttempts
 from ..jsonbody import InvalidJSON, storable
 from ..models import VerificationEvent, VerificationSession
 from ..providers import CreateRequest, get_provider
-from .common import Kind, _absolute_url, _send_on_commit, logger, poll_interval
+from ..providers.types import Verdict
+from .common import MOVED_FIELDS, Kind, Status, _absolute_url, _lock, _move, _send_on_commit, logger, poll_interval
 from .lifecycle import check_attempts, lock_user_starts, reusable_session
 
 
@@ -47,7 +48,32 @@ def start_verification(
     past ``MAX_ATTEMPTS`` within ``ATTEMPT_WINDOW`` (nothing sent, nothing stored), a
     ``ProviderError`` subclass when the provider fails (nothing stored but a ``create_failed``
     event), and ``ConfigurationError`` for a settings problem.
+
+    The session returned says which it is: ``session.reused`` is True for the open one returned
+    again, False for a new one.
     """
+    return _start(
+        user=user, provider=provider, scopes=scopes, metadata=metadata, next_url=next_url, ttl=ttl,
+        request=request, reuse=reuse,
+    )  # fmt: skip
+
+
+def _start(
+    *,
+    user: Any,
+    provider: str | None,
+    scopes: Iterable[str] | None,
+    metadata: Mapping[str, Any] | None,
+    next_url: str | None,
+    ttl: int | None,
+    request: HttpRequest | None,
+    reuse: bool | None,
+    previous: VerificationSession | None = None,
+) -> VerificationSession:
+    """``start_verification``; with ``previous`` (``retry_verification``), the new attempt replaces
+    that session: linked to it, never a reuse, and stored only while ``replaceable(previous)``
+    holds under its lock — a retry that raced this one wins instead, an open ``previous`` is
+    canceled with the insert."""
     alias = provider or conf.default_provider()
     backend = get_provider(alias)
     scopes = backend.validate_scopes(scopes)
@@ -64,7 +90,10 @@ def start_verification(
         metadata = storable(dict(metadata))
     except InvalidJSON as exc:
         raise InvalidRequest(f"metadata cannot be stored: {exc}") from None
-    reuse = user is not None and (conf.lifecycle("REUSE_OPEN_SESSIONS") if reuse is None else reuse)
+    if previous is not None or user is None:
+        reuse = False  # a retry replaces a session; nobody's start has nothing to reuse
+    elif reuse is None:
+        reuse = conf.lifecycle("REUSE_OPEN_SESSIONS")
     if reuse and (open_session := reusable_session(user, alias, scopes)) is not None:
         return _reused(open_session, next_url)
     check_attempts(user)
@@ -76,6 +105,7 @@ def start_verification(
         metadata=metadata,
         next_url=next_url or "",
         reference=uuid.uuid4().hex if backend.uses_reference else "",
+        previous=previous,
     )
     create = CreateRequest(
         session_id=session.pk,
@@ -129,25 +159,104 @@ def start_verification(
         applied=True,
         processed=True,
         actor=user,
-        data={"scopes": scopes, "ttl": ttl, "external_id": session.external_id},
+        data={
+            "scopes": scopes,
+            "ttl": ttl,
+            "external_id": session.external_id,
+            **({"previous": str(previous.pk)} if previous is not None else {}),
+        },
     )
     winner: VerificationSession | None = None
+    canceled_previous = False
     try:
         with transaction.atomic():
             lock_user_starts(user)
-            winner = reusable_session(user, alias, scopes, now=now) if reuse else None
-            if winner is None:
-                check_attempts(user, now=now)  # a start that raced this one may have used the last
-                _insert_together(session, created_event)
-    except TooManyAttempts:
+            if previous is not None:
+                winner, canceled_previous = _replace(previous, session, created_event, user=user, now=now)
+            else:
+                winner = reusable_session(user, alias, scopes, now=now) if reuse else None
+                if winner is None:
+                    check_attempts(user, now=now)  # a start that raced this one may have used the last
+                    _insert_together(session, created_event)
+    except (TooManyAttempts, InvalidTransition):
         _discard_at_provider(backend, session)
         raise
     if winner is not None:
         _discard_at_provider(backend, session)
+        if previous is not None:
+            winner.reused = True  # the retry that raced this one
+            return winner
         return _reused(winner, next_url)
+    if canceled_previous:
+        _cancel_replaced_at_provider(backend, previous)
     _send_on_commit(signals.verification_created, session)
     logger.info("verification session %s created at %s", session.pk, alias)
+    session.reused = False
     return session
+
+
+def replaceable(session: VerificationSession) -> bool:
+    """Whether "Try again" applies to ``session``: it FAILED, finished rejected (by the policy or
+    staff), or its provider asked for a resubmission (``Verdict.RESUBMISSION``, open or finished).
+    Approved, expired and canceled sessions are not retried (a new start is)."""
+    if session.status in (Status.EXPIRED, Status.CANCELED):
+        return False
+    return (
+        session.status == Status.FAILED
+        or (session.status == Status.DONE and session.decision == VerificationSession.Decision.REJECTED)
+        or session.provider_verdict == Verdict.RESUBMISSION
+    )
+
+
+def newest_retry(session: VerificationSession) -> VerificationSession | None:
+    """The attempt that replaced ``session`` (the newest, should there be several), or None."""
+    return VerificationSession.objects.filter(previous=session).order_by("-created_at").first()
+
+
+def _replace(
+    previous: VerificationSession,
+    session: VerificationSession,
+    created_event: VerificationEvent,
+    *,
+    user: Any,
+    now: datetime,
+) -> tuple[VerificationSession | None, bool]:
+    """Store ``session`` as the attempt after ``previous``, in the caller's transaction, under the
+    lock of the user's starts and of ``previous``: the retry that raced this one and won is
+    returned instead (nothing stored); ``previous`` no longer replaceable (finished meanwhile,
+    approved by staff) is an ``InvalidTransition``; past the attempt limit ``TooManyAttempts``.
+    An open ``previous`` (a resubmission requested) is canceled with the insert: its link is
+    forgotten and late deliveries for it are recorded and change nothing. Returns the winner (or
+    None) and whether ``previous`` was canceled here."""
+    locked = _lock(previous)
+    winner = newest_retry(locked)
+    if winner is not None:
+        return winner, False
+    if not replaceable(locked):
+        raise InvalidTransition(f"a {locked.status} session is not retried")
+    check_attempts(user, now=now)
+    _insert_together(session, created_event)
+    events = []
+    if not locked.is_final:
+        events = _move(locked, Status.CANCELED, source=VerificationEvent.Source.SYSTEM, now=now, actor=user,
+                       kind=Kind.CANCELED)  # fmt: skip
+        locked.save(update_fields=[*MOVED_FIELDS])
+    canceled = bool(events)
+    events.append(
+        VerificationEvent(
+            session=locked,
+            provider=locked.provider,
+            kind=Kind.REPLACED,
+            source=VerificationEvent.Source.SYSTEM,
+            processed=True,
+            actor=user,
+            data={"replaced_by": str(session.pk)},
+        )
+    )
+    for event in events:
+        event.save(force_insert=True)
+    previous.status, previous.url = locked.status, locked.url
+    return None, canceled
 
 
 def _insert_together(session: VerificationSession, event: VerificationEvent) -> None:
@@ -165,7 +274,20 @@ def _reused(session: VerificationSession, next_url: str | None) -> VerificationS
         session.next_url = next_url
         session.save(update_fields=["next_url", "updated_at"])
     logger.info("verification session %s reused", session.pk)
+    session.reused = True
     return session
+
+
+def _cancel_replaced_at_provider(backend: Any, previous: VerificationSession) -> None:
+    """The open session a retry replaced (canceled here with the insert), canceled at the provider
+    too where it can: the user's old link stops working there. A failure is logged, not raised —
+    the new attempt is stored, and the old one's late deliveries change nothing here anyway."""
+    if not getattr(backend, "supports_cancel", False):
+        return
+    try:
+        backend.cancel_session(previous)
+    except ProviderError as exc:
+        logger.warning("verification session %s replaced; canceling it at the provider failed: %s", previous.pk, exc)
 
 
 def _discard_at_provider(backend: Any, session: VerificationSession) -> None:

@@ -1,5 +1,5 @@
 // Live status of the owner's verification page: polls the JSON status and reloads once the
-// session is final (the server then renders the outcome). No framework, no inline script (CSP).
+// session is final or the provider asks for a retry (the server then renders the outcome). No framework, no inline script (CSP).
 (function () {
   "use strict";
   function start() {
@@ -15,7 +15,9 @@
         .then(function (data) {
           if (data) {
             if (label && data.status_label) label.textContent = data.status_label;
-            if (data.is_final) { window.location.reload(); return; }
+            // Final, or the provider asks for a retry the page does not offer yet: the server renders it.
+            var retryShown = !!document.getElementById("vl-resubmission");
+            if (data.is_final || (data.resubmission_requested && !retryShown)) { window.location.reload(); return; }
             if (data.status !== current) { current = data.status; delay = 2000; }
             else { delay = Math.min(delay * 1.5, 15000); }
           }
