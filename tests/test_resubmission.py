@@ -85,6 +85,10 @@ def test_a_second_try_again_returns_the_same_attempt_without_a_provider_call(fai
         pytest.param({"status": Status.CANCELED, "url": ""}, id="canceled"),
         pytest.param({"status": Status.IN_PROGRESS}, id="open, no resubmission asked"),
         pytest.param({"done": True, "decision": "review"}, id="being reviewed"),
+        # The provider's "resubmission" counts while the session is open: once staff decided, it is theirs.
+        pytest.param({"done": True, "provider_verdict": "resubmission"}, id="approved, resubmission asked"),
+        pytest.param({"done": True, "decision": "review", "provider_verdict": "resubmission"}, id="in review"),
+        pytest.param({"status": Status.EXPIRED, "provider_verdict": "resubmission"}, id="expired, resubmission"),
     ],
 )
 def test_only_a_failed_rejected_or_resubmission_session_is_retried(fake_ooto, user, state):
@@ -154,19 +158,25 @@ def test_a_session_approved_while_the_provider_answered_is_not_replaced(fake_oot
 # -- an open session the provider asked to redo ------------------------------------------------------
 
 
-def test_retrying_a_resubmission_cancels_the_open_session(resubmission, fake_ooto, user, signal_log, commit):
+def test_retrying_a_resubmission_cancels_the_open_session(
+    resubmission, fake_ooto, user, signal_log, vl_settings, commit
+):
+    # A policy that would queue a canceled session for review: a replaced one is not asked about.
+    vl_settings(DECISION_POLICY="tests.test_resubmission.review_everything")
+    signal_log.clear()
     with commit():
         retry = services.retry_verification(resubmission, user=user)
     resubmission.refresh_from_db()
     assert resubmission.status == Status.CANCELED and resubmission.url == "" and resubmission.next_poll_at is None
+    assert resubmission.decision == ""  # nobody is to review the attempt the user replaced
     kinds = list(resubmission.events.order_by("id").values_list("kind", flat=True))
     assert kinds[-2:] == [Kind.CANCELED, Kind.REPLACED]
     assert retry.previous_id == resubmission.pk and not retry.is_final
-    assert [name for name in signal_log.names() if name != "verification_reviewed"] == [
-        "verification_status_changed",
-        "verification_finished",
-        "verification_created",
-    ]
+    assert signal_log.names() == ["verification_status_changed", "verification_finished", "verification_created"]
+
+
+def review_everything(session):
+    return "review"
 
 
 def test_late_deliveries_for_a_replaced_session_are_recorded_and_change_nothing(
@@ -262,6 +272,34 @@ def test_the_retry_view_refuses_quietly(failed, fake_ooto, owner, client, django
     assert VerificationSession.objects.count() == 2 and creates(fake_ooto) == 1
 
 
+def test_an_alias_users_may_no_longer_pick_is_started_anew_not_retried(failed, fake_ooto, owner, vl_settings):
+    vl_settings(USER_PROVIDERS=["valify"])
+    page = owner.get(f"/verify/s/{failed.pk}/").content.decode()
+    assert "/retry/" not in page and "Start again" in page
+    response = owner.post(f"/verify/s/{failed.pk}/retry/")
+    assert (response.status_code, response["Location"]) == (303, "/verify/start/")
+    assert VerificationSession.objects.count() == 1 and creates(fake_ooto) == 1
+
+
+def test_scopes_the_site_dropped_send_the_retry_to_a_new_start(fake_ooto, user, owner):
+    session = VerificationSessionFactory(user=user, failed=True, scopes=["palm"])  # no scope OOTO has now
+    response = owner.post(f"/verify/s/{session.pk}/retry/")
+    assert (response.status_code, response["Location"]) == (303, "/verify/start/")
+    api = APIClient()
+    api.force_authenticate(user)
+    conflict = api.post(f"{API}{session.pk}/retry/")
+    assert conflict.status_code == 409 and "start a new session" in conflict.json()["detail"]
+    assert VerificationSession.objects.count() == 1 and creates(fake_ooto) == 0
+
+
+def test_a_next_url_too_long_to_keep_is_ignored(failed, fake_ooto, owner):
+    # Longer than next_url holds (PostgreSQL refuses it: a 500 and an orphan link). Django's own
+    # url_has_allowed_host_and_scheme refuses such URLs since 4.2.16; ours does on any 4.2.
+    response = owner.post(f"/verify/s/{failed.pk}/retry/", {"next": "/" + "a" * 5000})
+    assert response.status_code == 303
+    assert VerificationSession.objects.get(previous=failed).next_url == "/shop/"
+
+
 def test_the_retry_view_answers_a_provider_failure_with_the_friendly_page(failed, fake_ooto, owner):
     fake_ooto.fail_next(503)
     response = owner.post(f"/verify/s/{failed.pk}/retry/")
@@ -285,6 +323,21 @@ def test_the_api_retries_for_the_owner(failed, fake_ooto, user, django_user_mode
     staff = django_user_model.objects.create_superuser("boss", "boss@example.com", "pw")
     api.force_authenticate(staff)
     assert api.post(f"{API}{failed.pk}/retry/").status_code == 404  # staff start nobody's retry
+
+
+def test_the_api_retry_answers_429_past_the_limit_and_503_when_the_provider_fails(fake_ooto, user, vl_settings):
+    api = APIClient()
+    api.force_authenticate(user)
+    first = VerificationSessionFactory(user=user, failed=True)
+    fake_ooto.fail_next(503)
+    unavailable = api.post(f"{API}{first.pk}/retry/")
+    assert unavailable.status_code == 503 and unavailable.json()["code"]
+    assert VerificationEvent.objects.filter(kind=Kind.CREATE_FAILED, actor=user).count() == 1
+    vl_settings(MAX_ATTEMPTS=1)
+    limited = api.post(f"{API}{first.pk}/retry/")
+    assert limited.status_code == 429 and limited.json()["code"] == "too_many_attempts"
+    assert int(limited["Retry-After"]) > 0
+    assert not VerificationSession.objects.filter(previous=first).exists()
 
 
 def test_the_admin_page_shows_the_attempts(failed, fake_ooto, user, admin_client):

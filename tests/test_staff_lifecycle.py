@@ -213,3 +213,13 @@ def test_an_erased_session_keeps_nothing_the_provider_sends_later(fake_ooto, use
     assert session.status == "DONE" and session.result == {}
     session.refresh_from_db()
     assert session.result == {} and session.decision  # decided on what it knew: nothing to approve
+
+
+def test_an_erased_session_keeps_no_reason_codes_sent_later(user):
+    from verification_link.providers import StatusReport
+
+    session = VerificationSessionFactory(user=user, status="IN_PROGRESS", erased_at="2026-01-01T00:00:00Z")
+    report = StatusReport(status="DONE", verdict="declined", provider_status="declined", reasons=["face_mismatch"])
+    session = services.apply_report(session, report, source="webhook")
+    session.refresh_from_db()
+    assert (session.status, session.provider_verdict, session.provider_reasons) == ("DONE", "declined", [])

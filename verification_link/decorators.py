@@ -23,8 +23,8 @@ logger = logging.getLogger("verification_link.decorators")
 
 def _refused(request: HttpRequest, provider: str | None) -> HttpResponse | None:
     """None when the user may pass; else where they go instead: to start (not verified), or the
-    friendly 503 page when the site's settings cannot say (a wrong ``VALID_FOR_DAYS``, an unknown
-    alias) — closed, never open: the guarded view does not run."""
+    friendly 503 page when the site's settings cannot say (a wrong ``VALID_FOR_DAYS``) — closed,
+    never open: the guarded view does not run."""
     try:
         if is_verified(request.user, provider=provider):
             return None

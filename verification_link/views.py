@@ -68,9 +68,17 @@ STATUS_LABELS = {
 }
 
 
+#: The longest ``next`` kept (``VerificationSession.next_url``): a longer one is no page of ours.
+MAX_NEXT_URL = 2048
+
+
 def _safe_next(request: HttpRequest, candidate: str | None) -> str | None:
-    if candidate and url_has_allowed_host_and_scheme(
-        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    if (
+        candidate
+        and len(candidate) <= MAX_NEXT_URL
+        and url_has_allowed_host_and_scheme(
+            candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        )
     ):
         return candidate
     return None
@@ -172,17 +180,26 @@ def retry_view(request: HttpRequest, pk: Any) -> HttpResponse:
     """POST (the owner): "Try again" after a failed, rejected or resubmission-requested session — a
     new attempt linked to it (``services.retry_verification``), then the hand-off asked for. A
     session that cannot be retried (finished otherwise meanwhile, a stale page) goes back to its
-    status page; one already replaced goes to its replacement, with no new provider call."""
+    status page; one already replaced goes to its replacement, with no new provider call. One the
+    site no longer offers as it was (an alias users may not pick now, scopes it dropped) goes to
+    the start page: a new start, not a retry."""
     session = _owned_session(request, pk)
     handoff = request.POST.get("handoff", "redirect")
     if handoff not in ("redirect", "qr"):
         handoff = "redirect"
     next_url = _safe_next(request, request.POST.get("next"))
+    start_anew = HttpResponseSeeOther(reverse("verification_link:start"))
+    if session.provider not in conf.user_providers():
+        logger.info("retry of session %s refused: %r is not one of USER_PROVIDERS", session.pk, session.provider)
+        return start_anew
     try:
         retry = services.retry_verification(session, user=request.user, next_url=next_url, request=request)
-    except (InvalidTransition, InvalidRequest) as exc:
+    except InvalidTransition as exc:
         logger.info("retry of session %s refused: %s", session.pk, exc)
         return HttpResponseSeeOther(reverse("verification_link:detail", args=[session.pk]))
+    except InvalidRequest as exc:
+        logger.info("retry of session %s refused: %s", session.pk, exc)
+        return start_anew
     except (ProviderError, TooManyAttempts, ConfigurationError) as exc:
         return _start_refused(request, exc, session.provider)
     return _hand_off(retry, handoff)
@@ -212,7 +229,7 @@ def detail_view(request: HttpRequest, pk: Any) -> HttpResponse:
     session = _owned_session(request, pk)
     chain = services.attempt_chain(session)
     replaced_by = next((attempt for attempt in chain if attempt.previous_id == session.pk), None)
-    can_retry = replaced_by is None and services.replaceable(session)
+    can_retry = replaced_by is None and services.replaceable(session) and session.provider in conf.user_providers()
     response = render(
         request,
         "verification_link/detail.html",
@@ -221,7 +238,10 @@ def detail_view(request: HttpRequest, pk: Any) -> HttpResponse:
             "status_label": STATUS_LABELS.get(session.status, session.status),
             "can_retry": can_retry,
             "resubmission": can_retry and not session.is_final,
-            "can_restart": replaced_by is None and not can_retry and session.status in ("EXPIRED", "CANCELED"),
+            # Not retried (expired, canceled, or an alias users may no longer pick): a new start.
+            "can_restart": replaced_by is None
+            and not can_retry
+            and (session.status in ("EXPIRED", "CANCELED") or services.replaceable(session)),
             "chain": [(attempt, STATUS_LABELS.get(attempt.status, attempt.status)) for attempt in chain],
             "replaced_by": replaced_by,
             "payload": _status_payload(session),

@@ -147,6 +147,42 @@ def test_resubmission_then_pass_finishes_once(wire, client, user, signal_log, dj
     assert len(set(ids)) == 2  # a new attempt: not mistaken for a redelivery
 
 
+def test_signed_decisions_for_a_replaced_session_are_recorded_and_change_nothing(
+    wire, client, user, signal_log, django_capture_on_commit_callbacks
+):
+    """Resubmission asked → "Try again" (Veriff has no cancel: the old flow stays usable there) →
+    the user finishes the *old* flow after all: Veriff's signed decision webhooks for it are
+    recorded, authenticated and processed, and change nothing on it or on the new attempt."""
+    session = start(user)
+    old_path = hosted_path(session)
+    pick(client, session, "resubmit", django_capture_on_commit_callbacks)
+    session.refresh_from_db()
+    with django_capture_on_commit_callbacks(execute=True):
+        retry = services.retry_verification(session, user=user)
+    session.refresh_from_db()
+    fields = ("status", "decision", "result", "provider_status", "provider_verdict", "provider_reasons", "finished_at")
+    before = {field: getattr(session, field) for field in fields}
+    assert before["status"] == Status.CANCELED and before["provider_verdict"] == "resubmission"
+    signal_log.clear()
+    seen = len(webhooks(wire))
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(old_path, {"outcome": "pass"})
+    late = webhooks(wire)[seen:]
+    assert [json.loads(r.body).get("action") or json.loads(r.body)["verification"]["status"] for r in late] == [
+        "submitted",
+        "approved",
+    ]
+    recorded = VerificationEvent.objects.filter(kind=VerificationEvent.Kind.WEBHOOK, session=session).order_by("-id")[
+        :2
+    ]
+    assert all(event.valid and event.processed and not event.applied for event in recorded)
+    session.refresh_from_db()
+    assert {field: getattr(session, field) for field in fields} == before
+    retry.refresh_from_db()
+    assert retry.status == Status.CREATED and not retry.events.filter(kind=VerificationEvent.Kind.WEBHOOK).exists()
+    assert signal_log.names() == []
+
+
 def test_poll_reads_the_emulators_decision(wire, client, user, signal_log, django_capture_on_commit_callbacks):
     session = start(user)
     assert services.refresh_session(session).status == Status.CREATED  # verification: null

@@ -241,10 +241,14 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         session = self.get_object()
         if session.user_id != request.user.pk:
             raise NotFound  # a retry is the owner's own attempt; staff start one for nobody
+        if session.provider not in conf.user_providers():
+            raise ConflictError(detail="this provider is no longer offered; start a new session")
         try:
             retry = services.retry_verification(session, user=request.user, request=request._request)
         except InvalidTransition as exc:
             raise ConflictError(detail=str(exc)) from None
+        except InvalidRequest as exc:  # the site changed what it offers (scopes) since that attempt
+            raise ConflictError(detail=f"cannot be retried as it was: {exc}; start a new session") from None
         except ProviderError as exc:
             raise _provider_error(exc) from None
         except ConfigurationError as exc:

@@ -128,7 +128,8 @@ def take_provider_words(session: VerificationSession, report: StatusReport, *, m
     if report.verdict != session.provider_verdict:
         session.provider_verdict = report.verdict
         changed.append("provider_verdict")
-    reasons = _reasons(report)
+    # An erased session keeps none of the provider's reasons (they describe the person) that arrive later.
+    reasons = _reasons(report) if session.erased_at is None else []
     if reasons != list(session.provider_reasons or []):
         session.provider_reasons = reasons
         changed.append("provider_reasons")
@@ -166,8 +167,12 @@ def _move(
     report: StatusReport | None = None,
     actor: Any = None,
     kind: str = Kind.STATUS_CHANGED,
+    decide: bool = True,
 ) -> list[VerificationEvent]:
     """Make one forward move on a *locked* session, in memory, and queue its signals.
+
+    ``decide=False``: a final move the decision policy is not asked about (an attempt a retry
+    replaced: nobody is to review it).
 
     Returns the move's events, unsaved: the caller persists the session and the events in the same
     transaction (one by one, or in bulk for a sweep), so the signals fire only if both are durable.
@@ -190,7 +195,7 @@ def _move(
     _schedule_next_poll(session, now, moved=True)
     session.updated_at = now
     decision = Decision.UNDECIDED
-    if final and not session.decision:
+    if final and decide and not session.decision:
         decision = _decide(session)
         if decision:
             session.decision = decision

@@ -22,8 +22,9 @@ def retry_verification(
     """Start the attempt that replaces ``session`` ("Try again"): the same alias, scopes and
     metadata, ``previous`` set to it; the ``next`` URL given, else the one it had.
 
-    Allowed when ``replaceable(session)``: it FAILED, finished rejected, or the provider asked for a
-    resubmission. An open ``session`` (a resubmission requested) is canceled when the new attempt
+    Allowed when ``replaceable(session)``: it FAILED, finished rejected, or it is open and the
+    provider asked for a resubmission. Any alias: a site's pages offer it only at the aliases users
+    may pick (``USER_PROVIDERS``). An open ``session`` (a resubmission requested) is canceled when the new attempt
     is stored: from then on its deliveries are recorded and change nothing. A session already
     replaced returns its newest replacement, with no provider call (a double click, the back
     button, a second tab): ``reused`` tells which (True: the replacement that was there).
@@ -58,13 +59,13 @@ def retry_verification(
 
 def attempt_chain(session: VerificationSession) -> list[VerificationSession]:
     """The attempts linked to ``session`` through ``previous``, oldest first, ``session`` among them:
-    the ones it replaced, then the ones that replaced it — at most ``CHAIN_SHOWN`` (the newest
-    ones around it). One query per attempt (a chain is a handful of retries; the attempt limit
+    the ones it replaced, then the ones that replaced it — at most ``CHAIN_SHOWN`` in all (the
+    nearest earlier ones first). One query per attempt (a chain is a handful of retries; the attempt limit
     caps it)."""
     earlier: list[VerificationSession] = []
     cursor = session
     seen = {session.pk}
-    while cursor.previous_id is not None and len(earlier) < CHAIN_SHOWN:
+    while cursor.previous_id is not None and len(earlier) < CHAIN_SHOWN - 1:
         found = VerificationSession.objects.filter(pk=cursor.previous_id).first()
         if found is None or found.pk in seen:
             break
@@ -73,7 +74,7 @@ def attempt_chain(session: VerificationSession) -> list[VerificationSession]:
         cursor = found
     later: list[VerificationSession] = []
     cursor = session
-    while len(later) < CHAIN_SHOWN:
+    while len(earlier) + len(later) < CHAIN_SHOWN - 1:
         found = newest_retry(cursor)
         if found is None or found.pk in seen:
             break

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from .. import conf, signals
-from ..exceptions import InvalidRequest, InvalidTransition, ProviderError, TooManyAttempts
+from ..exceptions import InvalidRequest, InvalidTransition, ProviderError
 from ..jsonbody import InvalidJSON, storable
 from ..models import VerificationEvent, VerificationSession
 from ..providers import CreateRequest, get_provider
@@ -170,15 +170,20 @@ def _start(
     canceled_previous = False
     try:
         with transaction.atomic():
+            # A retry locks the session it replaces before the user, as every path that writes a
+            # session does (the session, then what references the user): no lock-order cycle.
+            locked_previous = _lock(previous) if previous is not None else None
             lock_user_starts(user)
-            if previous is not None:
-                winner, canceled_previous = _replace(previous, session, created_event, user=user, now=now)
+            if locked_previous is not None:
+                winner, canceled_previous = _replace(locked_previous, session, created_event, user=user, now=now)
+                previous.status, previous.url = locked_previous.status, locked_previous.url
             else:
                 winner = reusable_session(user, alias, scopes, now=now) if reuse else None
                 if winner is None:
                     check_attempts(user, now=now)  # a start that raced this one may have used the last
                     _insert_together(session, created_event)
-    except (TooManyAttempts, InvalidTransition):
+    except BaseException:
+        # Nothing stored (the limit, a retry refused, a database error): the link must not stay usable.
         _discard_at_provider(backend, session)
         raise
     if winner is not None:
@@ -197,15 +202,13 @@ def _start(
 
 def replaceable(session: VerificationSession) -> bool:
     """Whether "Try again" applies to ``session``: it FAILED, finished rejected (by the policy or
-    staff), or its provider asked for a resubmission (``Verdict.RESUBMISSION``, open or finished).
-    Approved, expired and canceled sessions are not retried (a new start is)."""
-    if session.status in (Status.EXPIRED, Status.CANCELED):
-        return False
-    return (
-        session.status == Status.FAILED
-        or (session.status == Status.DONE and session.decision == VerificationSession.Decision.REJECTED)
-        or session.provider_verdict == Verdict.RESUBMISSION
-    )
+    staff), or it is open and its provider asked for a resubmission (``Verdict.RESUBMISSION``).
+    Approved, being reviewed, expired and canceled sessions are not retried (a new start is)."""
+    if session.status == Status.FAILED:
+        return True
+    if session.status == Status.DONE:
+        return session.decision == VerificationSession.Decision.REJECTED
+    return not session.is_final and session.provider_verdict == Verdict.RESUBMISSION
 
 
 def newest_retry(session: VerificationSession) -> VerificationSession | None:
@@ -214,21 +217,21 @@ def newest_retry(session: VerificationSession) -> VerificationSession | None:
 
 
 def _replace(
-    previous: VerificationSession,
+    locked: VerificationSession,
     session: VerificationSession,
     created_event: VerificationEvent,
     *,
     user: Any,
     now: datetime,
 ) -> tuple[VerificationSession | None, bool]:
-    """Store ``session`` as the attempt after ``previous``, in the caller's transaction, under the
-    lock of the user's starts and of ``previous``: the retry that raced this one and won is
-    returned instead (nothing stored); ``previous`` no longer replaceable (finished meanwhile,
-    approved by staff) is an ``InvalidTransition``; past the attempt limit ``TooManyAttempts``.
-    An open ``previous`` (a resubmission requested) is canceled with the insert: its link is
-    forgotten and late deliveries for it are recorded and change nothing. Returns the winner (or
-    None) and whether ``previous`` was canceled here."""
-    locked = _lock(previous)
+    """Store ``session`` as the attempt after ``locked`` (the replaced session, its row locked), in
+    the caller's transaction, under the lock of the user's starts: the retry that raced this one
+    and won is returned instead (nothing stored); ``locked`` no longer replaceable (finished
+    meanwhile, decided by staff) is an ``InvalidTransition``; past the attempt limit
+    ``TooManyAttempts``. An open ``locked`` (a resubmission requested) is canceled with the insert,
+    the decision policy not asked (nobody is to review it): its link is forgotten and late
+    deliveries for it are recorded and change nothing. Returns the winner (or None) and whether
+    ``locked`` was canceled here."""
     winner = newest_retry(locked)
     if winner is not None:
         return winner, False
@@ -239,7 +242,7 @@ def _replace(
     events = []
     if not locked.is_final:
         events = _move(locked, Status.CANCELED, source=VerificationEvent.Source.SYSTEM, now=now, actor=user,
-                       kind=Kind.CANCELED)  # fmt: skip
+                       kind=Kind.CANCELED, decide=False)  # fmt: skip
         locked.save(update_fields=[*MOVED_FIELDS])
     canceled = bool(events)
     events.append(
@@ -255,7 +258,6 @@ def _replace(
     )
     for event in events:
         event.save(force_insert=True)
-    previous.status, previous.url = locked.status, locked.url
     return None, canceled
 
 
