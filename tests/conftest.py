@@ -65,6 +65,16 @@ def _empty_cache():
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _site_language():
+    """Each test starts in the site's language: ``LocaleMiddleware`` (some tests add it) activates
+    the request's language for the thread and leaves it active after the response."""
+    from django.utils import translation
+
+    yield
+    translation.deactivate()
+
+
 @pytest.fixture
 def signal_log():
     log = SignalLog()

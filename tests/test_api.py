@@ -271,6 +271,10 @@ def test_the_openapi_schema_describes_every_endpoint():
     assert {"201", "400", "502", "503"} <= set(create["responses"])
     assert "SessionCreate" in str(create["requestBody"])
     assert "409" in paths["/verify/api/sessions/{id}/cancel/"]["post"]["responses"]
+    retry = paths["/verify/api/sessions/{id}/retry/"]["post"]["responses"]
+    assert {"200", "201", "409", "429"} <= set(retry)
+    # Found by schemathesis: a first attempt's ``previous`` is null, which the schema must allow.
+    assert schema["components"]["schemas"]["Session"]["properties"]["previous"]["nullable"] is True
 
 
 def test_what_the_fuzzer_found_stays_fixed(api, fake_ooto, user):

@@ -1,8 +1,10 @@
 """The example project installs the sandbox only when it is in use, and wires it with the
-credentials derived from its own ``SECRET_KEY``.
+credentials derived from its own ``SECRET_KEY``; it follows the visitor's language, and its
+templates override the app's base template.
 
 Each case imports the example's settings in a fresh interpreter (they are read from the
-environment at import time), without setting Django up.
+environment at import time), without setting Django up — but for the cases that resolve its
+templates and URLs, which set it up (no database).
 """
 
 from __future__ import annotations
@@ -31,15 +33,39 @@ print(json.dumps({
     "valify_api_key": valify.get("API_KEY"),
     "valify_webhook_secrets": valify.get("WEBHOOK_SECRETS"),
     "sandbox_settings": getattr(s, "VERIFICATION_LINK_SANDBOX", None),
+    "installed_apps": s.INSTALLED_APPS,
+    "middleware": s.MIDDLEWARE,
+    "languages": [code for code, _name in getattr(s, "LANGUAGES", [])],
+}))
+"""
+
+SETUP_PROBE = """
+import json, os
+os.environ["DJANGO_SETTINGS_MODULE"] = "example_project.settings"
+import django
+django.setup()
+from django.conf import settings
+from django.template.loader import get_template
+from django.urls import reverse
+from django.utils.translation import get_language_bidi, override
+with override("ar"):
+    bidi = get_language_bidi()
+print(json.dumps({
+    "base": get_template("verification_link/base.html").origin.name,
+    "demo_base": get_template("demo/base.html").origin.name,
+    "set_language": reverse("set_language"),
+    "favicon": reverse("favicon"),
+    "arabic_is_bidi": bidi,
+    "language_names": [str(name) for _code, name in settings.LANGUAGES],
 }))
 """
 
 
-def example_settings(**env: str) -> dict:
+def example_settings(probe: str = PROBE, **env: str) -> dict:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("VL_", "DJANGO_", "OOTO_", "VALIFY_"))}
     clean.update(env)
     proc = subprocess.run(
-        [sys.executable, "-c", PROBE],
+        [sys.executable, "-c", probe],
         cwd=ROOT / "example_project",
         env=clean,
         capture_output=True,
@@ -82,3 +108,28 @@ def test_a_real_provider_leaves_the_sandbox_out(provider, env):
     assert found["aliases"] == [provider]  # no sandbox alias a user or a forged URL could reach
     assert found["user_providers"] == [provider]
     assert found["sandbox_settings"] is None
+
+
+def test_locale_middleware_sits_between_the_session_and_common_middleware():
+    middleware = example_settings()["middleware"]
+    locale = middleware.index("django.middleware.locale.LocaleMiddleware")
+    assert middleware.index("django.contrib.sessions.middleware.SessionMiddleware") < locale
+    assert locale < middleware.index("django.middleware.common.CommonMiddleware")
+    assert middleware.count("django.middleware.locale.LocaleMiddleware") == 1
+
+
+def test_the_languages_of_the_switch():
+    # Lazy names: importing the settings translates nothing (it would fail before Django is set up).
+    assert example_settings()["languages"] == ["en", "ar", "fr", "es"]
+    assert example_settings(SETUP_PROBE)["language_names"] == ["English", "Arabic", "French", "Spanish"]
+
+
+def test_the_shop_overrides_the_apps_base_template_and_serves_the_switch_and_the_icon():
+    apps = example_settings()["installed_apps"]
+    assert apps.index("demo") < apps.index("verification_link")  # the site's templates come first
+    found = example_settings(SETUP_PROBE)
+    demo_templates = ROOT / "example_project" / "demo" / "templates"
+    assert Path(found["base"]) == demo_templates / "verification_link" / "base.html"
+    assert Path(found["demo_base"]) == demo_templates / "demo" / "base.html"
+    assert (found["set_language"], found["favicon"]) == ("/i18n/setlang/", "/favicon.ico")
+    assert found["arabic_is_bidi"] is True

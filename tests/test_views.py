@@ -159,25 +159,42 @@ def test_nobody_but_the_owner_sees_a_session(stranger, client, session):
     assert client.get(f"/verify/s/{session.pk}/status.json").status_code == 404
 
 
-def test_live_status_asks_the_provider_only_when_due(owner, fake_ooto, session):
+def test_live_status_asks_the_provider_at_most_every_live_poll_seconds(owner, fake_ooto, session, vl_settings):
+    from django.core.cache import cache
+
     fake_ooto.advance(session, "IN_PROGRESS", next_step="LIVENESS")
     body = owner.get(f"/verify/s/{session.pk}/status.json").json()
-    assert body["status"] == "CREATED"  # not due yet: no provider call
+    assert (body["status"], body["next_step"], body["is_final"]) == ("IN_PROGRESS", "LIVENESS", False)
+    assert (body["state"], body["status_label"]) == ("in_progress", "In progress")
+    assert 'id="vl-status-label">In progress<' in body["html"]  # the live part, rendered for the swap
+    assert len(fake_ooto.calls("GET")) == 1
+    for _ in range(3):  # a page polling every second or two, a second tab: within the window, no call
+        owner.get(f"/verify/s/{session.pk}/status.json")
+    assert len(fake_ooto.calls("GET")) == 1
+    VerificationSession.objects.filter(pk=session.pk).update(last_polled_at=timezone.now() - timedelta(seconds=4))
+    cache.clear()  # the window's claim has lapsed too
+    owner.get(f"/verify/s/{session.pk}/status.json")
+    assert len(fake_ooto.calls("GET")) == 2
+    assert set(body) == {
+        *("id", "status", "state", "status_label", "next_step", "is_final", "decision", "expires_at"),
+        *("resubmission_requested", "html"),
+    }
+
+
+def test_live_status_off_asks_only_on_the_poll_schedule(owner, fake_ooto, session, vl_settings):
+    vl_settings(LIVE_POLL_SECONDS=0)
+    fake_ooto.advance(session, "IN_PROGRESS", next_step="LIVENESS")
+    assert owner.get(f"/verify/s/{session.pk}/status.json").json()["status"] == "CREATED"
     assert not fake_ooto.calls("GET")
     VerificationSession.objects.filter(pk=session.pk).update(next_poll_at=timezone.now() - timedelta(seconds=1))
-    body = owner.get(f"/verify/s/{session.pk}/status.json").json()
-    assert (body["status"], body["next_step"], body["is_final"]) == ("IN_PROGRESS", "LIVENESS", False)
+    assert owner.get(f"/verify/s/{session.pk}/status.json").json()["status"] == "IN_PROGRESS"
     assert len(fake_ooto.calls("GET")) == 1
-    assert set(body) == {
-        "id",
-        "status",
-        "status_label",
-        "next_step",
-        "is_final",
-        "decision",
-        "expires_at",
-        "resubmission_requested",
-    }
+
+
+def test_live_status_of_a_final_session_asks_nobody(owner, fake_ooto, user):
+    done = VerificationSessionFactory(user=user, done=True)
+    body = owner.get(f"/verify/s/{done.pk}/status.json").json()
+    assert (body["state"], body["is_final"]) == ("verified", True) and not fake_ooto.calls()
 
 
 def test_qr_is_an_uncached_svg_of_the_link(owner, session):
@@ -230,6 +247,8 @@ def test_return_checks_when_a_poll_is_due_and_lands_on_the_status_page(owner, fa
     ],
 )
 def test_return_follows_only_safe_next_urls(owner, fake_ooto, session, query, expected):
+    fake_ooto.complete(session)
+    make_due(session)
     response = owner.get(f"/verify/s/{session.pk}/return/{query}")
     assert response["Location"] == (expected or f"/verify/s/{session.pk}/")
 
@@ -237,9 +256,27 @@ def test_return_follows_only_safe_next_urls(owner, fake_ooto, session, query, ex
 def test_return_falls_back_to_the_start_next_then_the_setting(owner, fake_ooto, user, vl_settings):
     vl_settings(DEFAULT_NEXT_URL="/welcome/")
     session = services.start_verification(user=user)
+    fake_ooto.complete(session)
+    make_due(session)
     assert owner.get(f"/verify/s/{session.pk}/return/")["Location"] == "/welcome/"
     session = services.start_verification(user=user, next_url="/from-start/")
+    fake_ooto.complete(session)
+    make_due(session)
     assert owner.get(f"/verify/s/{session.pk}/return/")["Location"] == "/from-start/"
+
+
+def test_a_return_before_the_end_lands_on_the_status_page_with_a_way_on(owner, fake_ooto, user):
+    """The user left the provider's flow (or its result is a moment away): the status page says
+    both, offers to continue with the same link, to start again, or to cancel — not the site's
+    next page, which could only say "not verified yet"."""
+    session = services.start_verification(user=user, next_url="/checkout/")
+    response = owner.get(f"/verify/s/{session.pk}/return/")
+    assert response["Location"] == f"/verify/s/{session.pk}/?returned=1"
+    page = owner.get(response["Location"]).content.decode()
+    assert 'id="vl-returned"' in page and "Did you leave before the end?" in page
+    assert f'href="{session.url}"' in page and "Continue where you left off" in page
+    assert f'name="restart" value="{session.pk}"' in page
+    assert f'action="/verify/s/{session.pk}/cancel/"' in page
 
 
 def test_return_on_another_device_shows_a_neutral_page(client, fake_ooto, session):

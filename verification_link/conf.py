@@ -69,6 +69,9 @@ DEFAULTS: dict[str, Any] = {
     # made for its session instead of asking again (0: every callback asks); the next poll is
     # pulled forward to the end of the window so a completion is still confirmed soon.
     "CALLBACK_COALESCE_SECONDS": 5,
+    # While its owner watches the status page, an open session's provider is asked at most this
+    # often (seconds; 0: only on the poll schedule): the page learns a change within about that.
+    "LIVE_POLL_SECONDS": 3,
     # Background work: "auto" (Celery when the site has a non-eager Celery app), "celery", "inline".
     "TASKS": "auto",
     # REST API: the throttle rate of the scope "verification_link" when DRF's settings name none,
@@ -180,6 +183,7 @@ GUARDS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "MAX_EVENT_BODY_BYTES": (_whole(1, 10 * 1024 * 1024), "a whole number of bytes from 1 to 10 MiB"),
     "UNVERIFIED_BODY_BYTES": (_whole(0, 10 * 1024 * 1024), "a whole number of bytes from 0 to 10 MiB"),
     "CALLBACK_COALESCE_SECONDS": (_seconds, "seconds from 0 (off) to 3600"),
+    "LIVE_POLL_SECONDS": (_seconds, "seconds from 0 (off) to 3600"),
     # Ids per statement: SQLite refuses more than 32,766 variables in one.
     "PURGE_BATCH_SIZE": (_whole(1, 10_000), "a whole number from 1 to 10,000"),
     "RETENTION_DAYS": (_whole(1, 36_500), "a whole number of days from 1 to 36,500"),

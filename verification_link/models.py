@@ -239,6 +239,7 @@ class VerificationEvent(models.Model):
         API = "api", _("API")
         EXPIRY = "expiry", _("Expiry")
         SYSTEM = "system", _("System")
+        USER = "user", _("User")
 
     id = models.BigAutoField(primary_key=True)
     session = models.ForeignKey(

@@ -13,6 +13,7 @@ urlpatterns = [
     path("s/<uuid:pk>/qr.svg", views.qr_view, name="qr"),
     path("s/<uuid:pk>/return/", views.return_view, name="return"),
     path("s/<uuid:pk>/retry/", views.retry_view, name="retry"),
+    path("s/<uuid:pk>/cancel/", views.cancel_view, name="cancel"),
     path("callback/<str:provider>/<str:secret>/", views.callback_view, name="callback"),
     path("webhook/<str:provider>/", views.webhook_view, name="webhook"),
     # For providers authenticated by a secret in the URL (WEBHOOK_AUTH = "path").

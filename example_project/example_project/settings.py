@@ -15,12 +15,18 @@ sandbox provider, Celery eager. Environment variables switch to the real thing:
   ``DATABASE_OPTIONS``: its connection options as a JSON object (``{"pool": true}``), ``CONN_MAX_AGE``.
 - ``REDIS_URL``: a Celery broker; tasks then run on a worker (``celery -A example_project worker -B``).
 - ``DJANGO_DEBUG`` (default on), ``DJANGO_SECRET_KEY``, ``DJANGO_ALLOWED_HOSTS``.
+
+The site speaks English, Arabic, French and Spanish (``LANGUAGES``; ``LocaleMiddleware`` and the
+layout's language switch pick one), and its templates come before the app's: the ``demo`` app's
+``verification_link/base.html`` gives the app's pages the shop's layout.
 """
 
 import json
 import os
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+
+from django.utils.translation import gettext_lazy
 
 # Standard library only: safe in a settings module, before Django is set up.
 from verification_link.sandbox.credentials import sandbox_credentials
@@ -45,13 +51,18 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
-    "verification_link",
+    # Before verification_link: the site's templates override the app's, as the README teaches;
+    # demo/templates/verification_link/base.html gives the app's pages the shop's layout.
     "demo",
+    "verification_link",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The user's language (the layout's language switch, then Accept-Language): after the
+    # session, before CommonMiddleware, as Django's documentation places it.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -121,6 +132,14 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "UTC"
 LANGUAGE_CODE = "en"
+# The languages of the layout's switch; Arabic is written right to left (the pages' ``dir``).
+# Lazy: translated when shown, never at import (settings load before the translation machinery).
+LANGUAGES = [
+    ("en", gettext_lazy("English")),
+    ("ar", gettext_lazy("Arabic")),
+    ("fr", gettext_lazy("French")),
+    ("es", gettext_lazy("Spanish")),
+]
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 LOGIN_URL = "login"

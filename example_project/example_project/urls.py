@@ -7,8 +7,11 @@ from drf_spectacular.views import SpectacularAPIView
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # Django's set_language view (POST): the layout's language switch.
+    path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
     path("verify/", include("verification_link.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

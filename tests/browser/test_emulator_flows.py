@@ -9,9 +9,13 @@ import time
 import pytest
 
 from .conftest import serve_demo
+from .test_accessibility import assert_accessible
+from .test_accessibility import log_in as log_in_in_any_language
 from .test_demo_flow import log_in, profile_verified
 
 pytestmark = pytest.mark.browser
+# The status page; "?returned=1" when the browser came back before the outcome was known.
+STATUS_PAGE = re.compile(r"/verify/s/[0-9a-f-]+/(\?returned=1)?$")
 
 EMULATORS = ("stripe_identity", "persona", "onfido", "veriff", "sumsub", "didit")
 
@@ -38,10 +42,27 @@ def walk(page, site, outcome):
     page.get_by_role("button", name="Continue here").click()
     page.wait_for_url(re.compile(rf"/sandbox/hosted/{site.emulator}/"))
     assert page.get_by_text("Sandbox — not a real verification").is_visible()
+    assert_accessible(page, f"{site.emulator} hosted page")
     page.get_by_role("button", name=outcome).click()
-    page.wait_for_url(re.compile(r"/verify/s/[0-9a-f-]+/$"))
+    page.wait_for_url(STATUS_PAGE)
     page.locator("#vl-outcome").wait_for(timeout=30_000)
+    assert_accessible(page, f"{site.emulator} outcome")
     return page.locator("#vl-outcome").inner_text()
+
+
+def test_the_hosted_page_right_to_left_and_dark(browser, emulator_site):
+    context = browser.new_context(base_url=emulator_site.base_url, locale="ar", color_scheme="dark")
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    try:
+        log_in_in_any_language(page, "demo")  # the login page is in Arabic: found by its form
+        page.goto("/verify/start/")
+        page.locator("button[value=redirect]").click()
+        page.wait_for_url(re.compile(rf"/sandbox/hosted/{emulator_site.emulator}/"))
+        assert page.locator("html").get_attribute("dir") == "rtl"
+        assert_accessible(page, f"{emulator_site.emulator} hosted page, rtl dark")
+    finally:
+        context.close()
 
 
 def test_pass_every_check_marks_the_user_verified(emulator_page, emulator_site):

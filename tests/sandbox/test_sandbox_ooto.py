@@ -1,6 +1,9 @@
-"""The OOTO emulator of ``verification_link.sandbox``: API wire format, hosted flow, callback.
+"""The OOTO emulator of ``verification_link.sandbox``: API wire format, hosted flow, callback, and
+every outcome of the picker reaching a site's session through the real ``OotoProvider``.
 
 The callback endpoint is faked at the HTTP layer with ``responses``; nothing of ours is patched.
+The end-to-end cases answer every ``requests`` call to ``http://testserver`` with this site itself
+(``site_over_requests``): the provider's calls, the sandbox's callback to the site.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from django.utils import timezone
 from verification_link.sandbox import callbacks
 from verification_link.sandbox.credentials import sandbox_credentials
 from verification_link.sandbox.models import SandboxSession
+from verification_link.testing import site_over_requests
 
 # Own URLconf: the tests do not depend on where (or whether) the site settings mount the sandbox.
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.sandbox.urls_sandbox")]
@@ -713,3 +717,146 @@ def test_wrong_methods_are_405(client):
     for method in ("put", "delete", "patch"):
         assert getattr(client, method)(flow_url(token)).status_code == 405
     assert get_status(client, token)["status"] == "CREATED"
+
+
+# --- every outcome, reaching the site's session through the real provider -------------------------------
+
+E2E_ALIAS = "sandbox"
+E2E_ORIGIN = "http://testserver"
+
+
+@pytest.fixture
+def site(settings):
+    """An OOTO alias pointed at this very sandbox; callbacks posted inline to the site's callback URL
+    (``PUBLIC_BASE_URL`` is the test client's origin) and confirmed by a Get Status at once."""
+    providers = {
+        **settings.VERIFICATION_LINK["PROVIDERS"],
+        E2E_ALIAS: {
+            "BACKEND": "verification_link.providers.ooto.OotoProvider",
+            "APP_ID": APP_ID,
+            "APP_KEY": APP_KEY,
+            "BASE_URL": f"{E2E_ORIGIN}/sandbox/ooto",
+            "SCOPES": ["liveness", "deepfake"],
+            "TTL": 3600,
+        },
+    }
+    settings.VERIFICATION_LINK = {
+        **settings.VERIFICATION_LINK,
+        "PROVIDERS": providers,
+        "PUBLIC_BASE_URL": E2E_ORIGIN,
+        "CALLBACK_COALESCE_SECONDS": 0,  # the callback asks the provider, however recent the create
+    }
+    settings.VERIFICATION_LINK_SANDBOX = {"CALLBACK_SYNC": True}
+    with site_over_requests(E2E_ORIGIN) as wire:
+        yield wire
+
+
+def start_and_walk(client: Client, user, scopes: list[str] | None = None):
+    from verification_link import services
+
+    session = services.start_verification(user=user, provider=E2E_ALIAS, scopes=scopes)
+    assert session.url == f"{E2E_ORIGIN}{flow_url(session.token)}"
+    walk_to_outcome(client, session.token, session.scopes)
+    return session
+
+
+@pytest.mark.urls("tests.urls")
+@pytest.mark.parametrize(
+    ("outcome", "status", "decision"),
+    [
+        ("pass", "DONE", "approved"),
+        ("needs_review", "DONE", "review"),
+        ("liveness_fails", "FAILED", "rejected"),
+        ("deepfake_detected", "FAILED", "rejected"),
+        ("poor_quality", "DONE", "approved"),  # as its hint says: quality warnings alone do not fail
+        ("expire_now", "EXPIRED", ""),
+        ("cancel", "CANCELED", ""),
+    ],
+)
+def test_each_outcome_reaches_the_session_by_the_callback(
+    client, site, user, signal_log, commit, outcome, status, decision
+):
+    from verification_link.models import VerificationEvent
+
+    session = start_and_walk(client, user)
+    with commit():
+        response = post_step(client, session.token, "outcome", outcome=outcome)
+    assert (response.status_code, response["Location"]) == (303, f"{E2E_ORIGIN}/verify/s/{session.pk}/return/")
+
+    session.refresh_from_db()
+    assert (session.status, session.decision) == (status, decision)
+    callback = VerificationEvent.objects.get(session=session, kind=VerificationEvent.Kind.CALLBACK)
+    assert (callback.valid, callback.processed) == (True, True)
+    assert [kwargs["status"] for kwargs in signal_log.of("verification_finished")] == [status]
+    assert [kwargs["source"] for kwargs in signal_log.of("verification_finished")] == ["callback"]
+
+
+@pytest.mark.urls("tests.urls")
+@pytest.mark.parametrize("scopes", [["liveness", "deepfake"], ["deepfake", "liveness"], ["search"], ["enroll"]])
+def test_needs_review_leaves_the_first_check_inconclusive_for_any_scopes(client, site, user, commit, scopes):
+    from verification_link.providers import get_provider
+
+    session = start_and_walk(client, user, scopes=scopes)
+    with commit():
+        post_step(client, session.token, "outcome", outcome="needs_review")
+    session.refresh_from_db()
+    assert (session.status, session.decision) == ("DONE", "review")
+    checks = get_provider(E2E_ALIAS).scope_outcomes(session.scopes, session.result)
+    assert checks[scopes[0]] is not True  # the one the policy cannot approve
+    assert all(checks[scope] is True for scope in scopes[1:])
+    assert_face_parts(session.result)
+
+
+@pytest.mark.urls("tests.urls")
+def test_expire_now_is_learned_by_a_poll_when_no_callback_arrives(client, site, user, signal_log, commit):
+    from verification_link import services
+
+    session = start_and_walk(client, user)
+    # The test's transaction never commits: the sandbox's on-commit callback is never sent.
+    post_step(client, session.token, "outcome", outcome="expire_now")
+    session.refresh_from_db()
+    assert session.status == "CREATED"  # nothing told the site yet
+    status = get_status(client, session.token)
+    assert (status["status"], status["nextStep"], status["result"]) == ("EXPIRED", None, {})
+    assert client.get(flow_url(session.token)).status_code == 410
+
+    with commit():
+        session = services.refresh_session(session, source="poll")
+    assert (session.status, session.decision) == ("EXPIRED", "")
+    assert [kwargs["source"] for kwargs in signal_log.of("verification_finished")] == ["poll"]
+
+
+def test_expire_now_on_the_wire(client, fake_http, sync_callbacks, django_capture_on_commit_callbacks):
+    fake_http.post(CALLBACK_URL, status=204)
+    token = create_session(client, scopes=["liveness"], callbackUrl=CALLBACK_URL, returnUrl=RETURN_URL)["token"]
+    walk_to_outcome(client, token, ["liveness"])
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_step(client, token, "outcome", outcome="expire_now")
+    assert (response.status_code, response["Location"]) == (303, RETURN_URL)
+    body = json.loads(fake_http.calls[0].request.body)
+    assert (body["status"], body["nextStep"], body["result"]) == ("EXPIRED", None, {})
+    stored = SandboxSession.objects.get()
+    assert stored.status == "EXPIRED" and stored.expires_at <= timezone.now()
+    assert body == get_status(client, token)
+
+
+def test_the_picker_says_what_the_default_policy_decides(client):
+    token = create_session(client, scopes=["liveness", "deepfake"])["token"]
+    walk_to_outcome(client, token, ["liveness", "deepfake"])
+    html = client.get(flow_url(token)).content.decode()
+    for value, label in (("needs_review", "Needs review"), ("expire_now", "Let it expire now")):
+        assert f'value="{value}" aria-describedby="hint-{value}"' in html
+        assert f">{label}</button>" in html
+    hint = re.search(r'<p class="hint" id="hint-poor_quality">([^<]+)</p>', html).group(1)
+    assert "Quality warnings alone do not fail the check" in hint and "approves" in hint
+    assert "sends the session to review" in re.search(r'id="hint-needs_review">([^<]+)<', html).group(1)
+    assert "rejects" in re.search(r'id="hint-liveness_fails">([^<]+)<', html).group(1)
+    assert 'id="custom-policy"' not in html
+
+
+def test_the_picker_warns_when_the_site_replaced_the_policy(client, settings):
+    settings.VERIFICATION_LINK = {**settings.VERIFICATION_LINK, "DECISION_POLICY": "myshop.policy.decide"}
+    token = create_session(client, scopes=["liveness"])["token"]
+    walk_to_outcome(client, token, ["liveness"])
+    html = client.get(flow_url(token)).content.decode()
+    assert 'id="custom-policy"' in html and "myshop.policy.decide" in html

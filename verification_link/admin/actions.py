@@ -1,4 +1,5 @@
-"""Staff actions on sessions — refresh, cancel, approve, reject, export — singly from the detail page
+"""Staff actions on sessions — refresh, cancel, approve, reject, mark for review, assign, erase,
+export — singly from the detail page
 and in bulk from the list, each through the services with a note and a per-outcome report
 (``SessionActions``)."""
 
@@ -23,8 +24,8 @@ from django.utils.translation import gettext_lazy as _
 from .. import services
 from ..exceptions import InvalidTransition, ProviderError
 from ..models import VerificationSession
-from ..results import can_view_sensitive, redact
-from .display import SETTLED_DECISIONS, Decision, Status
+from ..results import REDACTED, can_view_sensitive, redact
+from .display import SETTLED_DECISIONS, Decision, Status, session_label
 
 
 class NoteForm(forms.Form):
@@ -157,6 +158,14 @@ ACTIONS = {
             danger=True,
             decision=Decision.REJECTED,
         ),
+        SessionAction(
+            "review",
+            _("Mark for review"),
+            _("marked for review"),
+            _review(Decision.REVIEW),
+            needs_note=True,
+            decision=Decision.REVIEW,
+        ),
     ]
 }
 
@@ -212,14 +221,16 @@ class SessionActions:
         conflicting = any(kind == "decided" for kind, _text in warnings)
         if form is not None and conflicting and single:
             form.fields["replace"].widget.attrs["required"] = True  # the one thing this page is for
+        sessions = list(queryset.select_related("user")[:200])
         context = {
             **self.admin_site.each_context(request),
             "title": action.title,
+            "vl_label": session_label(sessions[0]) if single and sessions else "",
             "action": action,
             "form": form,
             "warnings": [text for _kind, text in warnings],
             "show_replace": conflicting,
-            "sessions": list(queryset.select_related("user")[:200]),
+            "sessions": sessions,
             "count": queryset.count(),
             "single": single,
             "opts": self.opts,
@@ -390,6 +401,10 @@ class SessionActions:
     def reject_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         return self._confirm_and_apply(request, queryset, ACTIONS["reject"])
 
+    @admin.action(description=_("Mark selected sessions for review (with a note)"), permissions=["change"])
+    def review_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._confirm_and_apply(request, queryset, ACTIONS["review"])
+
     @admin.action(description=_("Assign selected sessions to me"), permissions=["change"])
     def assign_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         return self._confirm_and_apply(request, queryset, ACTIONS["assign"])
@@ -413,7 +428,7 @@ class SessionActions:
                 "status": s.status,
                 "scopes": s.scopes,
                 "decision": s.decision,
-                "review_note": s.review_note,
+                "review_note": s.review_note if sensitive or not s.review_note else REDACTED,
                 "created_at": s.created_at.isoformat(),
                 "expires_at": s.expires_at and s.expires_at.isoformat(),
                 "finished_at": s.finished_at and s.finished_at.isoformat(),

@@ -1,6 +1,7 @@
-"""How a session reads for staff: status badges, pretty JSON, and the detail page's result rows,
-quality checks, raw result, hand-off link and event timeline (``SessionDisplay``), each redacted
-for staff without ``verification_link.view_sensitive_result``."""
+"""How sessions and events read for staff: labels instead of codes (providers, statuses, decisions,
+scopes and check names, an event's validity and what it changed), status badges, dates, pretty JSON,
+and the detail page's result rows, quality checks, raw result, hand-off link and event timeline
+(``SessionDisplay``), each redacted for staff without ``verification_link.view_sensitive_result``."""
 
 from __future__ import annotations
 
@@ -10,18 +11,24 @@ from typing import Any
 from django.contrib import admin
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.formats import date_format, time_format
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from .. import conf
+from ..exceptions import ConfigurationError
 from ..jsonbody import parse_json
-from ..models import VerificationSession
+from ..models import VerificationEvent, VerificationSession
+from ..providers import load_backend
 from ..qr import qr_svg
 from ..results import REDACTED, check_rows, quality_checks, redact
 from ..services import attempt_chain
 
 Status = VerificationSession.Status
 Decision = VerificationSession.Decision
+Kind = VerificationEvent.Kind
 # A verdict: replacing one takes a confirmation. ``review`` is the queue waiting for a verdict.
 SETTLED_DECISIONS = (Decision.APPROVED, Decision.REJECTED)
 
@@ -36,11 +43,145 @@ STATUS_COLOURS = {
 }
 
 
+# -- labels instead of codes -----------------------------------------------------------------------------
+
+#: Scopes and check names (``CheckRow.scope``) in words; a name not listed here is title-cased.
+SCOPE_LABELS = {
+    "liveness": _("Liveness"),
+    "deepfake": _("Deepfake check"),
+    "face_match": _("Face match"),
+    "search": _("Face search"),
+    "enroll": _("Face enrollment"),
+    "document": _("Document"),
+    "id_number": _("ID number"),
+    "proof_of_address": _("Proof of address"),
+    "aml": _("AML screening"),
+    "nfc": _("NFC chip"),
+    "phone": _("Phone number"),
+    "email": _("E-mail address"),
+    "ip_analysis": _("IP analysis"),
+    "workflow": _("Workflow"),
+    "decision": _("Provider's decision"),
+    "risk_labels": _("Risk labels"),
+}
+
+#: The one vocabulary of ``VerificationEvent.valid`` (a callback's or webhook's authenticity), in
+#: the event list, its filter, the event page and the session's timeline.
+VALIDITY = {True: _("valid"), False: _("refused"), None: _("not judged")}
+
+
+def scope_label(name: Any) -> str:
+    """``"face_match"`` → "Face match"; an unknown name title-cased (``"proof_of_age"`` → "Proof Of Age")."""
+    name = str(name)
+    label = SCOPE_LABELS.get(name)
+    return str(label) if label is not None else name.replace("_", " ").replace("-", " ").title()
+
+
+def scope_html(name: Any) -> str:
+    """The label, with the name staff find in the provider's documentation as its tooltip."""
+    return format_html('<span title="{}">{}</span>', name, scope_label(name))
+
+
+def scopes_text(scopes: Any) -> str:
+    """A session's scopes in words, comma-separated ("Liveness, Deepfake check")."""
+    if not isinstance(scopes, (list, tuple)) or not scopes:
+        return ""
+    return ", ".join(scope_label(scope) for scope in scopes)
+
+
+def validity_label(valid: bool | None) -> str:
+    return str(VALIDITY.get(valid, VALIDITY[None]))
+
+
+def status_text(code: str) -> str:
+    """A status code's label ("IN_PROGRESS" → "In progress"); an unknown code as it is."""
+    return str(dict(Status.choices).get(code, code))
+
+
+def decision_text(code: Any) -> str:
+    return str(dict(Decision.choices).get(code, code))
+
+
+def provider_label(alias: str) -> str:
+    """The provider's name ("OOTO-AI"), with the alias when several configured aliases share it
+    (two accounts); the alias itself when it is no longer configured."""
+    try:
+        name = load_backend(alias).display_name
+    except ConfigurationError:
+        return alias
+    shared = 0
+    for other in conf.providers():
+        try:
+            shared += load_backend(other).display_name == name
+        except ConfigurationError:
+            continue
+    return f"{name} ({alias})" if shared > 1 else name
+
+
+def session_label(session: VerificationSession) -> str:
+    """How a session is named in breadcrumbs and titles: "OOTO-AI 1a2b3c4d (Done)"."""
+    return gettext("%(provider)s %(id)s (%(status)s)") % {
+        "provider": provider_label(session.provider),
+        "id": session.short_id,
+        "status": session.get_status_display(),
+    }
+
+
+def when(value: Any) -> str:
+    """A date and time for a narrow list column (localized; the time may wrap below the date)."""
+    if value is None:
+        return "—"
+    local = timezone.localtime(value)
+    return format_html(
+        '<time datetime="{}"><span class="vl-nowrap">{}</span> <span class="vl-nowrap">{}</span></time>',
+        local.isoformat(),
+        date_format(local, "SHORT_DATE_FORMAT"),
+        time_format(local, "TIME_FORMAT"),
+    )
+
+
+def clipped(text: Any, *, width: str = "8em") -> str:
+    """Text cut to ``width`` with an ellipsis, whole in its tooltip (user names, aliases)."""
+    return format_html('<span class="vl-clip" style="max-width:{}" title="{}">{}</span>', width, text, text)
+
+
+def event_change(event: VerificationEvent, *, sensitive: bool) -> str:
+    """What an event changed, in words: a status transition ("In progress → Done"), or a review's
+    decision ("Rejected (was: Needs review)") with its note only for ``sensitive`` viewers — a
+    note can quote the person."""
+    if event.kind == Kind.REVIEWED:
+        data = event.data if isinstance(event.data, dict) else {}
+        decision = decision_text(data.get("decision", ""))
+        text = (
+            gettext("%(decision)s (was: %(previous)s)")
+            % {"decision": decision, "previous": decision_text(data["previous"])}
+            if data.get("previous")
+            else decision
+        )
+        note = data.get("note")
+        if not note:
+            return format_html("{}", text)
+        if sensitive:
+            return format_html('{}<q class="vl-note">{}</q>', text, note)
+        return format_html('{}<span class="vl-sub">{}</span>', text, _("(note hidden)"))
+    if event.new_status:
+        old = status_text(event.old_status) if event.old_status else "·"
+        return format_html("{} → {}", old, status_text(event.new_status))
+    return ""
+
+
+def without_note(data: Any, *, sensitive: bool) -> Any:
+    """An event's ``data`` as staff may see it: a review's note only with the permission."""
+    if sensitive or not isinstance(data, dict) or not data.get("note"):
+        return data
+    return {**data, "note": REDACTED}
+
+
 def status_badge(status: str, label: str) -> str:
     colour = STATUS_COLOURS.get(status, "#6b7280")
-    return format_html(
+    return format_html(  # a long label may wrap in a narrow column, inside its badge
         '<span style="display:inline-block;padding:1px 8px;border-radius:9px;background:{};color:#fff;'
-        'font-size:11px;font-weight:600;white-space:nowrap">{}</span>',
+        'font-size:11px;font-weight:600;text-align:center">{}</span>',
         colour,
         label,
     )
@@ -78,7 +219,7 @@ class SessionDisplay:
             '<tr><td>{}</td><td style="color:{}">{} {}</td><td>{}</td><td>{}</td></tr>',
             (
                 (
-                    row.scope,
+                    scope_html(row.scope),
                     verdicts[row.passed][2],
                     verdicts[row.passed][0],
                     verdicts[row.passed][1],
@@ -95,6 +236,17 @@ class SessionDisplay:
             _("score"),
             body,
         )
+
+    @admin.display(description=_("scopes"))
+    def scopes_display(self, obj: VerificationSession) -> str:
+        if not isinstance(obj.scopes, (list, tuple)) or not obj.scopes:
+            return "—"
+        return format_html_join(", ", "{}", ((scope_html(scope),) for scope in obj.scopes))
+
+    @admin.display(description=_("review note"))
+    def review_note_hidden(self, obj: VerificationSession) -> str:
+        """The note for staff without the permission: it can quote the person."""
+        return REDACTED if obj.review_note else "—"
 
     @admin.display(description=_("quality"))
     def result_quality(self, obj: VerificationSession) -> str:
@@ -179,7 +331,6 @@ class SessionDisplay:
             return "—"
         rows = []
         for event in events:
-            change = f"{event.old_status or '·'} → {event.new_status}" if event.new_status else ""
             body = ""
             if event.body:
                 body = (
@@ -187,14 +338,15 @@ class SessionDisplay:
                     if sensitive
                     else REDACTED
                 )
+            valid = validity_label(event.valid) + (" · " + gettext("applied") if event.applied else "")
             rows.append(
                 format_html(
                     "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                     timezone.localtime(event.created_at).strftime("%Y-%m-%d %H:%M:%S"),
                     event.get_kind_display(),
-                    event.source,
-                    change,
-                    {True: "✔", False: "✘", None: ""}[event.valid] + (" " + _("applied") if event.applied else ""),
+                    event.get_source_display(),
+                    event_change(event, sensitive=sensitive),
+                    valid,
                     event.actor or "",
                     event.error,
                     body,
@@ -205,8 +357,10 @@ class SessionDisplay:
             "<th>{}</th>",
             (
                 (h,)
-                for h in (_("time"), _("kind"), _("source"), _("status"), _("valid"), _("by"), _("error"), _("body"))
+                for h in (_("time"), _("kind"), _("source"), _("change"), _("valid"), _("by"), _("error"), _("body"))
             ),
         )
         body = format_html_join("", "{}", ((row,) for row in rows))
-        return format_html("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", header, body)
+        return format_html(
+            '<table class="vl-timeline"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>', header, body
+        )

@@ -1,4 +1,6 @@
-"""The admin of verification events: a read-only audit trail, linked to its sessions."""
+"""The admin of verification events: a read-only audit trail ("View verification event"), linked
+to its sessions, with the same date drill-down and the same words (validity, a review's decision)
+as the session pages."""
 
 from __future__ import annotations
 
@@ -14,24 +16,26 @@ from django.utils.translation import gettext_lazy as _
 from .. import services
 from ..models import VerificationEvent, VerificationSession
 from ..results import REDACTED, can_view_sensitive
-from .display import pretty_body, pretty_json
-from .listing import RefusesNulParameters
+from .display import clipped, event_change, pretty_body, pretty_json, validity_label, when, without_note
+from .listing import DateDrillDown, ProviderFilter, RefusesNulParameters, ValidityFilter
 
 
 @admin.register(VerificationEvent)
-class VerificationEventAdmin(RefusesNulParameters, admin.ModelAdmin):
+class VerificationEventAdmin(RefusesNulParameters, DateDrillDown, admin.ModelAdmin):
+    # Narrow columns (the list fits 1280 px beside the navigation and the filters): the source under
+    # the kind, dates on two lines; what changed in words, a review's note only with the permission.
     list_display = (
-        "created_at",
-        "kind",
-        "source",
+        "created_column",
+        "kind_column",
         "session_link",
-        "transition",
-        "valid",
+        "change_redacted",
+        "valid_column",
         "processed",
         "applied",
-        "actor",
+        "actor_column",
     )
-    list_filter = ("kind", "source", "valid", "processed", "applied", "provider")
+    # Providers from settings (``ProviderFilter``), not ``SELECT DISTINCT provider`` over every event.
+    list_filter = ("kind", "source", ("valid", ValidityFilter), "processed", "applied", ProviderFilter)
     list_select_related = ("session", "actor")
     search_fields = ("=session__id", "error")
     date_hierarchy = "created_at"
@@ -60,24 +64,31 @@ class VerificationEventAdmin(RefusesNulParameters, admin.ModelAdmin):
                 services.record_sensitive_view(session, request.user, where="event")
         return response
 
+    def get_list_display(self, request: HttpRequest) -> list[str]:
+        sensitive = can_view_sensitive(request.user)
+        change = "change_full" if sensitive else "change_redacted"  # a review's note only with the permission
+        return [change if name == "change_redacted" else name for name in self.list_display]
+
     def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        sensitive = can_view_sensitive(request.user)
         fields = [
             "session_link",
             "provider",
             "kind",
             "source",
+            "change_full" if sensitive else "change_redacted",
             "old_status",
             "new_status",
             "applied",
-            "valid",
+            "valid_column",
             "processed",
             "error",
-            "data",
+            "data" if sensitive else "data_redacted",
             "remote_addr",
             "actor",
             "created_at",
         ]
-        if can_view_sensitive(request.user):
+        if sensitive:
             fields += ["pretty_headers", "pretty_body", "body_truncated"]
         else:
             fields += ["body_hidden"]
@@ -93,9 +104,35 @@ class VerificationEventAdmin(RefusesNulParameters, admin.ModelAdmin):
         url = reverse("admin:verification_link_verificationsession_change", args=[obj.session_id])
         return format_html('<a href="{}">{}</a>', url, str(obj.session_id)[:8])
 
-    @admin.display(description=_("status"))
-    def transition(self, obj: VerificationEvent) -> str:
-        return f"{obj.old_status or '·'} → {obj.new_status}" if obj.new_status else ""
+    @admin.display(description=_("time"), ordering="created_at")
+    def created_column(self, obj: VerificationEvent) -> str:
+        return when(obj.created_at)
+
+    @admin.display(description=_("kind"), ordering="kind")
+    def kind_column(self, obj: VerificationEvent) -> str:
+        if not obj.source:
+            return obj.get_kind_display()
+        return format_html('{}<span class="vl-sub">{}</span>', obj.get_kind_display(), obj.get_source_display())
+
+    @admin.display(description=_("change"))
+    def change_full(self, obj: VerificationEvent) -> str:
+        return event_change(obj, sensitive=True)
+
+    @admin.display(description=_("change"))
+    def change_redacted(self, obj: VerificationEvent) -> str:
+        return event_change(obj, sensitive=False)
+
+    @admin.display(description=_("valid"), ordering="valid")
+    def valid_column(self, obj: VerificationEvent) -> str:
+        return validity_label(obj.valid)
+
+    @admin.display(description=_("actor"), ordering="actor")
+    def actor_column(self, obj: VerificationEvent) -> str:
+        return clipped(obj.actor.get_username(), width="7em") if obj.actor_id else "—"
+
+    @admin.display(description=_("data"))
+    def data_redacted(self, obj: VerificationEvent) -> str:
+        return pretty_json(without_note(obj.data, sensitive=False)) if obj.data else "—"
 
     @admin.display(description=_("raw body"))
     def pretty_body(self, obj: VerificationEvent) -> str:

@@ -1,5 +1,6 @@
-"""The admin of verification sessions: the list and the read-only detail, put together from the
-listing, display and action mixins."""
+"""The admin of verification sessions: the list and the read-only detail ("View verification
+session", named by provider, short id and status), put together from the listing, display and
+action mixins."""
 
 from __future__ import annotations
 
@@ -20,21 +21,21 @@ from ..framing import forbid_framing
 from ..models import VerificationSession
 from ..results import can_view_sensitive
 from .actions import ACTIONS, SessionActions, decision_refusal
-from .display import SETTLED_DECISIONS, SessionDisplay, status_badge
+from .display import SETTLED_DECISIONS, SessionDisplay, clipped, scopes_text, session_label, status_badge, when
 from .listing import CappedCountPaginator, ProviderFilter, QueueFilter, RefusesNulParameters, SessionListing
 
 
 @admin.register(VerificationSession)
 class VerificationSessionAdmin(RefusesNulParameters, SessionListing, SessionDisplay, SessionActions, admin.ModelAdmin):
+    # Narrow columns (the list fits 1280 px beside the navigation and the filters): the provider
+    # under the user, the next step under the status, the expiry or end under the creation time.
     list_display = (
         "short_id",
-        "user",
-        "provider",
-        "status_column",
-        "next_step",
+        "user_column",
+        "status_and_step",
+        "scopes_column",
         "decision",
-        "created_at",
-        "expires_or_finished",
+        "created_column",
     )
     list_display_links = ("short_id",)
     list_filter = ("status", "decision", QueueFilter, ProviderFilter, ("created_at", admin.DateFieldListFilter))
@@ -51,6 +52,7 @@ class VerificationSessionAdmin(RefusesNulParameters, SessionListing, SessionDisp
         "cancel_selected",
         "approve_selected",
         "reject_selected",
+        "review_selected",
         "assign_selected",
         "erase_selected",
         "export_json",
@@ -73,14 +75,27 @@ class VerificationSessionAdmin(RefusesNulParameters, SessionListing, SessionDisp
                 services.record_sensitive_view(session, request.user, where="admin")
         return response
 
+    def history_view(self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None) -> Any:
+        obj = self.get_object(request, unquote(object_id))
+        if obj is not None:
+            label = session_label(obj)
+            extra_context = {"title": gettext("Change history: %s") % label, "vl_label": label, **(extra_context or {})}
+        return super().history_view(request, object_id, extra_context)
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # sessions start at a provider, through start_verification()
+
+    def get_model_perms(self, request: HttpRequest) -> dict[str, bool]:
+        """The admin index links the list as "View": nothing is changed there by hand. The change
+        permission keeps its meaning for the actions (``has_change_permission``)."""
+        return {**super().get_model_perms(request), "change": False}
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [name for fieldset in self.get_fieldsets(request, obj) for name in fieldset[1]["fields"]]
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list[tuple[Any, dict[str, Any]]]:
         sensitive = can_view_sensitive(request.user)
+        note = "review_note" if sensitive else "review_note_hidden"
         fieldsets: list[tuple[Any, dict[str, Any]]] = [
             (
                 None,
@@ -91,7 +106,7 @@ class VerificationSessionAdmin(RefusesNulParameters, SessionListing, SessionDisp
                         "provider",
                         "status_column",
                         "next_step",
-                        "scopes",
+                        "scopes_display",
                         "created_at",
                         "expires_at",
                         "finished_at",
@@ -99,7 +114,11 @@ class VerificationSessionAdmin(RefusesNulParameters, SessionListing, SessionDisp
                     ]
                 },
             ),
-            (_("Decision"), {"fields": ["decision", "reviewed_by", "reviewed_at", "review_note"]}),
+            # The note can quote the person: only for staff who may see the sensitive results.
+            (
+                _("Decision"),
+                {"fields": ["decision", "reviewed_by", "reviewed_at", note]},
+            ),
             # The provider's own words: what it calls the state, its verdict and its reason codes.
             (_("Provider's verdict"), {"fields": ["provider_status", "provider_verdict", "provider_reasons"]}),
             (
@@ -139,7 +158,12 @@ class VerificationSessionAdmin(RefusesNulParameters, SessionListing, SessionDisp
         if request.method == "POST":
             raise PermissionDenied  # nothing here is edited by hand; actions have their own views
         obj = self.get_object(request, object_id) if object_id else None
+        named = {}
+        if obj is not None:  # read-only whoever asks: "View", as Django says without the change permission
+            label = session_label(obj)
+            named = {"title": gettext("View %s") % self.opts.verbose_name, "subtitle": label, "vl_label": label}
         extra_context = {
+            **named,
             **(extra_context or {}),
             "show_save": False,
             "show_save_and_continue": False,
@@ -153,13 +177,15 @@ class VerificationSessionAdmin(RefusesNulParameters, SessionListing, SessionDisp
 
     def _actions_for(self, request: HttpRequest, obj: VerificationSession) -> list[dict[str, Any]]:
         """The detail page's buttons: only what can change something (no Approve on a session that
-        is not completed or already approved), and one replacing a verdict says so."""
+        is not completed or already approved, no Reject on a rejected one, no Mark for review on
+        one in review, no decision at all on an open one), and one replacing a verdict says so."""
         if not self.has_change_permission(request, obj):
             return []
-        if not obj.is_final:
+        if not obj.is_final:  # no decision on an open session: refresh it, or cancel it
             available = [ACTIONS["refresh"], ACTIONS["cancel"]]
-        else:
-            available = [a for a in (ACTIONS["approve"], ACTIONS["reject"]) if not decision_refusal(obj, a.decision)]
+        else:  # the rules of services.review_session: approve a DONE one, reject or review any final one
+            decisions = (ACTIONS["approve"], ACTIONS["reject"], ACTIONS["review"])
+            available = [a for a in decisions if not decision_refusal(obj, a.decision)]
             if obj.decision == "review" and obj.assigned_to_id != request.user.pk:
                 available.append(ACTIONS["assign"])
         buttons = []
@@ -196,10 +222,34 @@ class VerificationSessionAdmin(RefusesNulParameters, SessionListing, SessionDisp
     def short_id(self, obj: VerificationSession) -> str:
         return obj.short_id
 
+    @admin.display(description=_("user"), ordering="user")
+    def user_column(self, obj: VerificationSession) -> str:
+        """The user (cut to the column, whole in the tooltip) and the provider alias below."""
+        user = clipped(obj.user.get_username()) if obj.user_id else "—"
+        return format_html('{}<span class="vl-sub">{}</span>', user, clipped(obj.provider))
+
     @admin.display(description=_("status"), ordering="status")
     def status_column(self, obj: VerificationSession) -> str:
         return status_badge(obj.status, obj.get_status_display())
 
-    @admin.display(description=_("expires / finished"), ordering="expires_at")
-    def expires_or_finished(self, obj: VerificationSession) -> Any:
-        return obj.finished_at if obj.is_final else obj.expires_at
+    @admin.display(description=_("status"), ordering="status")
+    def status_and_step(self, obj: VerificationSession) -> str:
+        """The list's status: the badge, and the next step below it while the session is open."""
+        badge = status_badge(obj.status, obj.get_status_display())
+        if obj.next_step and not obj.is_final:
+            step = gettext("next: %(step)s") % {"step": obj.get_next_step_display()}
+            return format_html('{}<span class="vl-sub">{}</span>', badge, step)
+        return badge
+
+    @admin.display(description=_("checks"))
+    def scopes_column(self, obj: VerificationSession) -> str:
+        return scopes_text(obj.scopes) or "—"
+
+    @admin.display(description=_("created / ends"), ordering="created_at")
+    def created_column(self, obj: VerificationSession) -> str:
+        """When it was created, and below it when it finished (or expires, while open)."""
+        if obj.is_final:
+            end = format_html("{} {}", _("finished"), when(obj.finished_at)) if obj.finished_at else ""
+        else:
+            end = format_html("{} {}", _("expires"), when(obj.expires_at)) if obj.expires_at else ""
+        return format_html('{}<span class="vl-sub">{}</span>', when(obj.created_at), end)

@@ -38,7 +38,7 @@ class SessionSerializer(serializers.ModelSerializer):
     decision = serializers.SerializerMethodField()
     result = serializers.SerializerMethodField(help_text="Per requested check: passed and score, once final.")
     previous = serializers.PrimaryKeyRelatedField(
-        read_only=True, help_text="The attempt this one replaces (a retry), or null."
+        read_only=True, allow_null=True, help_text="The attempt this one replaces (a retry), or null."
     )
 
     class Meta:

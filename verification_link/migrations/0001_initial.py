@@ -206,6 +206,7 @@ class Migration(migrations.Migration):
                             ("api", "API"),
                             ("expiry", "Expiry"),
                             ("system", "System"),
+                            ("user", "User"),
                         ],
                         max_length=16,
                         verbose_name="source",

@@ -93,6 +93,9 @@ class BaseProvider:
     #: whether ``redact_session`` deletes the provider's copy of the identity data.
     supports_cancel: ClassVar[bool] = False
     supports_redaction: ClassVar[bool] = False
+    #: What the user needs for the flow, shown on the start page (``labels.NEEDS``: ``camera``,
+    #: ``id_document``, ``national_id``, ``phone``).
+    user_needs: ClassVar[tuple[str, ...]] = ("camera",)
     #: Setting → (live prefix, test prefix) of keys whose prefix tells the mode (``sk_live_`` /
     #: ``sk_test_``): a live key with ``DEBUG`` on, or a test key with it off, is warned about.
     key_prefixes: ClassVar[Mapping[str, tuple[str, str]]] = {}

@@ -231,6 +231,7 @@ class DiditWebhookVerifier(WebhookVerifier):
 
 class DiditProvider(BaseProvider):
     display_name = "Didit"
+    user_needs = ("id_document", "camera")
     pollable = True
     receives_webhooks = True
     default_ttl = 86400

@@ -77,6 +77,7 @@ class OnfidoProvider(BaseProvider):
     pollable = True
     receives_webhooks = True
     supports_cancel = False
+    user_needs = ("id_document", "camera")
     supports_redaction = True
     supported_scopes = ("document", "liveness", "face_match")
     default_scopes = ("document", "face_match")

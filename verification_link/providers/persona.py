@@ -115,6 +115,7 @@ class PersonaProvider(BaseProvider):
     pollable = True
     receives_webhooks = True
     supports_cancel = True
+    user_needs = ("id_document", "camera")
     supports_redaction = True
     supported_scopes = tuple(DEFAULT_CHECKS)
     default_scopes = ("document", "liveness", "face_match")

@@ -71,6 +71,7 @@ class StripeIdentityProvider(BaseProvider):
     pollable = True
     receives_webhooks = True
     supports_cancel = True
+    user_needs = ("id_document", "camera")
     supports_redaction = True
     supported_scopes = ("document", "face_match", "id_number")
     default_scopes = ("document",)

@@ -151,6 +151,7 @@ class SumsubProvider(BaseProvider):
     pollable = True
     receives_webhooks = True
     supports_cancel = True
+    user_needs = ("id_document", "camera")
     supports_redaction = False
     # The level (LEVEL_NAME) decides the checks; scopes say which steps' results are read as checks.
     supported_scopes = ("document", "liveness", "proof_of_address")

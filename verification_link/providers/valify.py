@@ -62,6 +62,7 @@ SENSITIVE_FIELDS = frozenset(
 
 class ValifyProvider(BaseProvider):
     display_name = "Valify"
+    user_needs = ("national_id", "camera", "phone")
     pollable = False
     receives_webhooks = True
     uses_reference = True

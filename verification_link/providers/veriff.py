@@ -102,6 +102,7 @@ class VeriffProvider(BaseProvider):
     pollable = True
     receives_webhooks = True
     supports_cancel = False
+    user_needs = ("id_document", "camera")
     supports_redaction = True
     # The flow's checks are configured on the integration; the scopes only say which to show.
     supported_scopes = ("document", "face_match", "liveness")

@@ -1,4 +1,11 @@
-"""The outcomes a sandbox user can pick, and the fake OOTO ``result`` each one produces.
+"""The outcomes a sandbox user can pick, what each one tells the site, and the fake OOTO
+``result`` each one produces.
+
+Every outcome the site can meet is reachable: approved (``PASS_ALL``, ``POOR_QUALITY``), sent to
+review (``NEEDS_REVIEW``), rejected (``LIVENESS_FAILS``, ``DEEPFAKE_DETECTED``), expired
+(``EXPIRE_NOW``), canceled (``CANCEL``), or nothing at all (``ABANDON``). Each button carries a hint
+saying what the provider reports and what ``verification_link.policy.default_decision_policy``
+decides from it, so that no outcome surprises.
 
 Values are plausible, not meaningful. They are drawn from a generator seeded with the session
 id, so one session always yields the same numbers.
@@ -14,21 +21,53 @@ from typing import Any
 from django.utils.translation import gettext_lazy as _
 
 PASS_ALL = "pass"
+NEEDS_REVIEW = "needs_review"
 LIVENESS_FAILS = "liveness_fails"
 DEEPFAKE_DETECTED = "deepfake_detected"
 POOR_QUALITY = "poor_quality"
+EXPIRE_NOW = "expire_now"
 ABANDON = "abandon"
 CANCEL = "cancel"
 
 #: (value, button label), in the order the picker shows them.
 OUTCOMES = (
     (PASS_ALL, _("Pass all")),
+    (NEEDS_REVIEW, _("Needs review")),
     (LIVENESS_FAILS, _("Liveness fails")),
     (DEEPFAKE_DETECTED, _("Deepfake detected")),
     (POOR_QUALITY, _("Poor quality")),
+    (EXPIRE_NOW, _("Let it expire now")),
     (ABANDON, _("Abandon")),
     (CANCEL, _("Cancel")),
 )
+
+#: Beside each button: what the provider reports, and what the default decision policy
+#: (``verification_link.policy.default_decision_policy``) decides from it. OOTO gives no verdict of
+#: its own, so that policy decides from the checks of the requested scopes alone: liveness and
+#: deepfake by their ``fine`` flag, search and enroll by a returned ``templateId``. The face-quality
+#: checks (``result["quality"]``) are not among them.
+HINTS = {
+    PASS_ALL: _("Status DONE, every requested check passes. The default decision policy approves."),
+    NEEDS_REVIEW: _(
+        "Status DONE, but the first requested check comes back inconclusive (not passed). The default "
+        "decision policy sends the session to review: staff approve or reject it in the admin."
+    ),
+    LIVENESS_FAILS: _("Status FAILED, the liveness check fails. The default decision policy rejects."),
+    DEEPFAKE_DETECTED: _("Status FAILED, a deepfake is detected. The default decision policy rejects."),
+    POOR_QUALITY: _(
+        "Status DONE, every requested check passes, with face-quality warnings (blur, exposure, "
+        "occlusion, a closed eye). Quality warnings alone do not fail the check: the default decision "
+        "policy looks only at the requested checks, so it approves."
+    ),
+    EXPIRE_NOW: _(
+        "Status EXPIRED at once, as when the link's time runs out. No decision is made; the site "
+        "learns it from the callback or its next status check."
+    ),
+    ABANDON: _(
+        "Leave without finishing: nothing is reported and no callback is sent. The session stays open until it expires."
+    ),
+    CANCEL: _("Status CANCELED, as when the user gives up. No decision is made."),
+}
 
 #: Outcomes that only make sense when their scope was requested.
 REQUIRED_SCOPE = {LIVENESS_FAILS: "liveness", DEEPFAKE_DETECTED: "deepfake"}
@@ -59,6 +98,11 @@ def available_outcomes(scopes: Sequence[str]) -> list[tuple[str, Any]]:
     ]
 
 
+def outcome_choices(scopes: Sequence[str]) -> list[dict[str, Any]]:
+    """``available_outcomes`` with each one's hint: ``{"value", "label", "hint"}``."""
+    return [{"value": value, "label": label, "hint": HINTS[value]} for value, label in available_outcomes(scopes)]
+
+
 def _score(rng: random.Random, low: float, high: float) -> float:
     return round(rng.uniform(low, high), 4)
 
@@ -83,27 +127,37 @@ def _quality(rng: random.Random, failing: frozenset[str]) -> dict[str, Any]:
 
 
 def build_result(outcome: str, scopes: Sequence[str], seed: int) -> dict[str, Any]:
-    """The ``result`` object for a final ``outcome`` (not ``ABANDON``/``CANCEL``).
+    """The ``result`` object for a final ``outcome`` (not ``ABANDON``/``CANCEL``/``EXPIRE_NOW``).
 
     Every requested scope gets an entry; the face-analysis parts (``quality``, ``box``,
-    ``landmarks``, ``demography``) are always present, as when a face was captured.
+    ``landmarks``, ``demography``) are always present, as when a face was captured. Under
+    ``NEEDS_REVIEW`` the first requested scope's check is inconclusive: a borderline score with
+    ``fine`` false (liveness, deepfake), or no ``templateId`` (search, enroll).
     """
     rng = random.Random(seed)  # noqa: S311 - reproducible fake values, not secrets
+    inconclusive = scopes[0] if outcome == NEEDS_REVIEW and scopes else ""
     result: dict[str, Any] = {}
     if "liveness" in scopes:
         if outcome == LIVENESS_FAILS:
             result["liveness"] = {"fine": False, "score": _score(rng, 0.2, 0.3)}
+        elif inconclusive == "liveness":
+            result["liveness"] = {"fine": False, "score": _score(rng, 0.45, 0.55)}
         else:
             result["liveness"] = {"fine": True, "score": _score(rng, 0.9, 0.99)}
     if "deepfake" in scopes:
         if outcome == DEEPFAKE_DETECTED:
             result["deepfake"] = {"fine": False, "score": _score(rng, 0.1, 0.3)}
+        elif inconclusive == "deepfake":
+            result["deepfake"] = {"fine": False, "score": _score(rng, 0.45, 0.55)}
         else:
             result["deepfake"] = {"fine": True, "score": _score(rng, 0.9, 0.99)}
     if "search" in scopes:
-        result["search"] = {"similarity": _score(rng, 0.85, 0.95), "templateId": _uuid(rng)}
+        if inconclusive == "search":
+            result["search"] = {"similarity": _score(rng, 0.5, 0.7), "templateId": None}
+        else:
+            result["search"] = {"similarity": _score(rng, 0.85, 0.95), "templateId": _uuid(rng)}
     if "enroll" in scopes:
-        result["enroll"] = {"templateId": _uuid(rng)}
+        result["enroll"] = {"templateId": None if inconclusive == "enroll" else _uuid(rng)}
     result["quality"] = _quality(rng, POOR_QUALITY_CHECKS if outcome == POOR_QUALITY else frozenset())
     x, y, w = rng.randint(150, 220), rng.randint(380, 440), rng.randint(330, 370)
     h = round(w * 1.3)

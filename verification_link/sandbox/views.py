@@ -16,7 +16,8 @@ Errors use the shape of OOTO's other Face APIs, ``{"transactionId": "<uuid>", "r
 401 (missing or wrong credentials), 404 (unknown token) or 405 (wrong method).
 
 Hosted page ``GET/POST <base>/flow/<token>``: captcha, one page per scope, then an outcome
-picker. A final or expired session answers 410.
+picker (``outcomes.OUTCOMES``, each with a hint of what the site's default decision policy will
+decide). A final or expired session answers 410.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
+from .. import conf
 from ..dblock import take_write_lock
 from ..jsonbody import parse_json
 from . import outcomes
@@ -204,6 +206,13 @@ class OotoSessionStatusView(OotoApiView):
         return JsonResponse(session.status_payload())
 
 
+def _custom_decision_policy() -> str:
+    """The site's ``DECISION_POLICY`` when it replaced the default one (the outcome hints describe
+    the default), else ``""``."""
+    policy = conf.get("DECISION_POLICY")
+    return "" if policy == conf.DEFAULTS["DECISION_POLICY"] else str(policy)
+
+
 def _stage(session: SandboxSession) -> str:
     """Which page of the hosted flow an open session is on."""
     if session.status == Status.CREATED:
@@ -273,15 +282,21 @@ class OotoFlowView(HostedPageView):
             # Nothing final: the session stays as it is until it expires, and no callback.
             logger.info("Sandbox OOTO session %s abandoned", session.session_id)
             return self._leave(request, session)
+        now = timezone.now()
         if choice == outcomes.CANCEL:
             session.status = Status.CANCELED
             session.result = {}
+        elif choice == outcomes.EXPIRE_NOW:
+            # As if the link's time ran out now: reported EXPIRED, stored so, and the callback says so.
+            session.status = Status.EXPIRED
+            session.result = {}
+            session.expires_at = min(session.expires_at, now)
         else:
             failed = choice in (outcomes.LIVENESS_FAILS, outcomes.DEEPFAKE_DETECTED)
             session.status = Status.FAILED if failed else Status.DONE
             session.result = outcomes.build_result(choice, session.scopes, seed=session.session_id.int)
-        session.finished_at = timezone.now()
-        session.save(update_fields=["status", "result", "finished_at"])
+        session.finished_at = now
+        session.save(update_fields=["status", "result", "expires_at", "finished_at"])
         logger.info("Sandbox OOTO session %s finished: %s", session.session_id, session.status)
         if session.callback_url:
             schedule_callback(session.callback_url, session.status_payload(), session_id=str(session.session_id))
@@ -311,6 +326,7 @@ class OotoFlowView(HostedPageView):
             template = "step.html"
         else:
             if stage == "outcome":
-                context["outcomes"] = outcomes.available_outcomes(session.scopes)
+                context["outcomes"] = outcomes.outcome_choices(session.scopes)
+                context["custom_policy"] = _custom_decision_policy()
             template = f"{stage}.html"
         return render(request, f"{TEMPLATE_DIR}/{template}", context)

@@ -33,6 +33,7 @@ from .inbound import (
     session_for_callback,
 )
 from .lifecycle import check_attempts, current_verification, is_verified, lapse_verifications, reusable_session
+from .live import refresh_while_watched
 from .reports import apply_report, refresh_session
 from .resubmission import attempt_chain, retry_verification
 from .retention import INBOUND_KINDS, PurgeResult, purge_expired_data, run_purge
@@ -82,6 +83,7 @@ __all__ = [
     "redacted_body",
     "refresh_on_return",
     "refresh_session",
+    "refresh_while_watched",
     "replaceable",
     "retry_verification",
     "reusable_session",

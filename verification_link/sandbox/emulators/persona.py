@@ -29,6 +29,7 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.views.decorators.csrf import csrf_exempt
 
 from ...jsonbody import parse_json
@@ -289,7 +290,7 @@ def hosted_redirect(request: HttpRequest) -> HttpResponse:
     """``https://inquiry.withpersona.com/verify?inquiry-id=inq_…``: to the shared hosted page."""
     session = _session(request.GET.get("inquiry-id", ""))
     if session is None or EMULATOR.status_of(session) not in ("created", "pending"):
-        return HttpResponse("This inquiry can no longer be accessed.", status=404, content_type="text/plain")
+        return HttpResponse(gettext("This inquiry can no longer be accessed."), status=404, content_type="text/plain")
     return HttpResponseSeeOther(EMULATOR.hosted_url(request, session))
 
 

@@ -1,0 +1,181 @@
+"""Every user and sandbox page through axe-core (``axe-playwright-python``), left to right and
+right to left, light and dark, desktop and phone: no serious or critical violation. A keyboard-only
+walk through the whole flow. Full-page screenshots of each page land in ``VL_SCREENSHOTS``
+(default ``screenshots/`` beside the repository's tests) for a person to look at."""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = Path(os.environ.get("VL_SCREENSHOTS", ROOT / "screenshots"))
+STATUS_PAGE = re.compile(r"/verify/s/[0-9a-f-]+/(\?returned=1)?$")
+BLOCKING = ("serious", "critical")
+
+VARIANTS = [
+    pytest.param({"locale": "en-US", "color_scheme": "light"}, "ltr", id="ltr-light-desktop"),
+    pytest.param({"locale": "en-US", "color_scheme": "dark", "mobile": True}, "ltr", id="ltr-dark-phone"),
+    pytest.param({"locale": "ar", "color_scheme": "light", "mobile": True}, "rtl", id="rtl-light-phone"),
+    pytest.param({"locale": "ar", "color_scheme": "dark"}, "rtl", id="rtl-dark-desktop"),
+]
+
+
+def new_user(site, name):
+    site.manage(
+        "shell",
+        "-c",
+        f"from django.contrib.auth.models import User; User.objects.create_user('{name}', password='{name}')",
+    )
+
+
+def open_context(browser, site, variant):
+    options = {"base_url": site.base_url, "locale": variant["locale"], "color_scheme": variant["color_scheme"]}
+    if variant.get("mobile"):
+        options.update(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    else:
+        options.update(viewport={"width": 1280, "height": 900})
+    return browser.new_context(**options)
+
+
+def log_in(page, username):
+    page.goto("/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", username)
+    page.locator("form button[type=submit], form input[type=submit]").last.click()
+    page.wait_for_url("**/")
+
+
+def assert_accessible(page, what):
+    """No serious or critical axe violation on ``page`` (for the other suites' walks)."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    page.wait_for_load_state("load")
+    violations = [v for v in Axe().run(page).response["violations"] if v.get("impact") in BLOCKING]
+    found = [f"{v['id']} at {[node['target'] for node in v['nodes']][:3]}" for v in violations]
+    assert not found, f"{what}: " + "; ".join(found)
+
+
+class Audit:
+    """Runs axe on each page it is shown, keeps a screenshot, and collects what blocks."""
+
+    def __init__(self, name, direction):
+        from axe_playwright_python.sync_playwright import Axe
+
+        self.axe, self.name, self.direction = Axe(), name, direction
+        self.problems, self.pages = [], []
+
+    def check(self, page, what):
+        page.wait_for_load_state("load")
+        assert page.locator("html").get_attribute("dir") == self.direction, f"{what}: dir"
+        results = self.axe.run(page)
+        for violation in results.response["violations"]:
+            if violation.get("impact") in BLOCKING:
+                targets = [node["target"] for node in violation["nodes"]][:3]
+                self.problems.append(f"{what}: {violation['id']} ({violation['impact']}) at {targets}")
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"{self.name}-{len(self.pages):02d}-{what}.png"), full_page=True)
+        self.pages.append(what)
+
+
+@pytest.mark.parametrize(("variant", "direction"), VARIANTS)
+def test_every_user_and_sandbox_page_has_no_serious_violation(browser, demo_site, variant, direction, request):
+    name = request.node.callspec.id
+    new_user(demo_site, f"axe{name.replace('-', '')}")
+    context = open_context(browser, demo_site, variant)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    audit = Audit(name, direction)
+    try:
+        log_in(page, f"axe{name.replace('-', '')}")
+        page.goto("/verify/start/")
+        audit.check(page, "start")
+        page.locator("button[value=qr]").first.click()
+        page.wait_for_url(STATUS_PAGE)
+        audit.check(page, "status-open")
+        page.locator("#vl-cancel").click()
+        page.locator("#vl-outcome").wait_for()
+        audit.check(page, "status-canceled")
+        page.locator("#vl-start-again").click()  # "Start again" here: the sandbox's flow
+        page.wait_for_url(re.compile(r"/sandbox/ooto/flow/"))
+        audit.check(page, "sandbox-captcha")
+        page.locator("input[name=not_a_robot]").check()
+        page.locator("form button[type=submit]").first.click()
+        for step in range(10):
+            if page.locator("button[name=outcome]").count():
+                break
+            audit.check(page, f"sandbox-step-{step}")
+            page.locator("form button[type=submit]").first.click()
+        audit.check(page, "sandbox-outcome")
+        page.locator("button[name=outcome][value=liveness_fails]").click()
+        page.wait_for_url(STATUS_PAGE)
+        page.locator("#vl-outcome").wait_for()
+        audit.check(page, "status-not-verified")
+        page.locator("#vl-retry").click()
+        page.wait_for_url(re.compile(r"/sandbox/ooto/flow/"))
+        page.locator("input[name=not_a_robot]").check()
+        page.locator("form button[type=submit]").first.click()
+        for _ in range(10):
+            if page.locator("button[name=outcome]").count():
+                break
+            page.locator("form button[type=submit]").first.click()
+        page.locator("button[name=outcome][value=pass]").click()
+        page.wait_for_url(STATUS_PAGE)
+        page.locator("#vl-outcome").wait_for()
+        audit.check(page, "status-verified")
+    finally:
+        context.close()
+    assert len(audit.pages) >= 7
+    assert not audit.problems, "\n".join(audit.problems)
+
+
+def test_the_whole_flow_by_keyboard_alone(browser, demo_site):
+    """Tab, Shift+Tab, Space and Enter only, from the start page to "You are verified": every
+    control is reachable and shows where the focus is."""
+    new_user(demo_site, "keys")
+    context = open_context(browser, demo_site, {"locale": "en-US", "color_scheme": "light"})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+
+    def tab_to(selector, limit=40):
+        target = page.locator(selector).first
+        for _ in range(limit):
+            page.keyboard.press("Tab")
+            if target.evaluate("element => element === document.activeElement"):
+                outline = target.evaluate("element => getComputedStyle(element).outlineStyle")
+                assert outline != "none", f"{selector}: no visible focus"
+                return
+        raise AssertionError(f"{selector} is not reachable by Tab")
+
+    def press_enter_and_wait():
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+
+    try:
+        log_in(page, "keys")
+        page.goto("/verify/start/")
+        tab_to("button[value=redirect]")
+        press_enter_and_wait()
+        page.wait_for_url(re.compile(r"/sandbox/ooto/flow/"))
+        tab_to("input[name=not_a_robot]")
+        page.keyboard.press("Space")
+        assert page.locator("input[name=not_a_robot]").is_checked()
+        tab_to("form:has(input[name=not_a_robot]) button[type=submit]")
+        press_enter_and_wait()
+        for _ in range(10):
+            if page.locator("button[name=outcome]").count():
+                break
+            tab_to("main form button[type=submit]")
+            press_enter_and_wait()
+        tab_to("button[name=outcome][value=pass]")
+        press_enter_and_wait()
+        page.wait_for_url(STATUS_PAGE)
+        assert page.locator("#vl-outcome").inner_text() == "You are verified."
+        tab_to("#vl-continue")
+        press_enter_and_wait()
+        assert page.url == f"{demo_site.base_url}/"
+    finally:
+        context.close()
