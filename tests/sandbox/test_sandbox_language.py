@@ -101,7 +101,7 @@ def test_the_closing_page_after_an_outcome_is_right_to_left_too(client):
     response = client.post(url, {"step": "outcome", "outcome": "cancel"}, headers={"Accept-Language": "ar"})
     assert response.status_code == 200
     assert '<html lang="ar" dir="rtl">' in response.content.decode()
-    assert "You can close this page" in response.content.decode()  # no Arabic catalogue yet
+    assert "يمكنك إغلاق هذه الصفحة" in response.content.decode()  # the Arabic catalogue
 
 
 @pytest.mark.parametrize(
