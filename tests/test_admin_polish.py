@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from urllib.parse import parse_qs, urlsplit
 
+import django
 import pytest
 from django.db import connection
 from django.test import RequestFactory
@@ -183,8 +184,9 @@ def test_valid_reads_valid_refused_or_not_judged_everywhere(admin_client):
         "refused",
         "not judged",
     ]
-    counted = page(admin_client, EVENTS, _facets="True").split("By valid", 1)[1].split("</ul>", 1)[0]
-    assert "refused (1)" in counted  # Django's "Show counts" keep working
+    if django.VERSION >= (5, 0):  # "Show counts" (facets) arrived in Django 5.0
+        counted = page(admin_client, EVENTS, _facets="True").split("By valid", 1)[1].split("</ul>", 1)[0]
+        assert "refused (1)" in counted  # Django's "Show counts" keep working
     refused = admin_client.get(EVENTS, {"valid__exact": "0"}).context["cl"].result_list
     assert [e.pk for e in refused] == [events[False].pk]
     detail = page(admin_client, f"{EVENTS}{events[False].pk}/change/")

@@ -190,3 +190,40 @@ def test_our_pages_follow_the_languages_direction(owner, fake_ooto, user, langua
     with translation.override(language):
         for html in (owner.get("/verify/start/").content.decode(), page(owner, session)):
             assert f'<html lang="{language}" dir="{direction}">' in html
+
+
+# -- starts refused ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("next_url", "default_next", "back"),
+    [
+        ("/shop/checkout/", None, "/shop/checkout/"),
+        ("https://evil.example/", "/account/", "/account/"),
+        ("", None, "/"),
+    ],
+)
+def test_a_start_the_provider_refused_says_so_and_leads_back_to_the_site(
+    owner, fake_ooto, vl_settings, next_url, default_next, back
+):
+    vl_settings(DEFAULT_NEXT_URL=default_next)
+    fake_ooto.fail_next(503)
+    response = owner.post("/verify/start/", {"handoff": "redirect", "next": next_url})
+    html = response.content.decode()
+    assert response.status_code == 503
+    assert 'class="vl-state vl-tone-warning" data-state="unavailable"' in html
+    assert f'href="{back}" id="vl-continue"' in html
+    try_again = re.search(r'href="([^"]*)" id="vl-try-again"', html).group(1)
+    assert try_again == "/verify/start/" + (f"?next={next_url}" if back == next_url else "")
+    assert not VerificationSession.objects.exists()
+
+
+def test_a_start_past_the_attempt_limit_says_when_and_leads_back_to_the_site(owner, user, fake_ooto, vl_settings):
+    vl_settings(MAX_ATTEMPTS=1, DEFAULT_NEXT_URL="/account/")
+    VerificationSessionFactory(user=user, failed=True)
+    response = owner.post("/verify/start/", {"handoff": "qr"})
+    html = response.content.decode()
+    assert response.status_code == 429
+    assert 'class="vl-state vl-tone-warning" data-state="too_many_attempts"' in html
+    assert "You can try again after" in html and 'href="/account/" id="vl-continue"' in html
+    assert VerificationSession.objects.count() == 1 and not fake_ooto.calls()

@@ -14,6 +14,7 @@ sandbox provider, Celery eager. Environment variables switch to the real thing:
 - ``DATABASE_URL``: ``postgres://user:password@host:port/name`` (default: SQLite ``VL_DEMO_DB``);
   ``DATABASE_OPTIONS``: its connection options as a JSON object (``{"pool": true}``), ``CONN_MAX_AGE``.
 - ``REDIS_URL``: a Celery broker; tasks then run on a worker (``celery -A example_project worker -B``).
+- ``VL_MAX_ATTEMPTS``: at most this many starts per user a day (default: no limit).
 - ``DJANGO_DEBUG`` (default on), ``DJANGO_SECRET_KEY``, ``DJANGO_ALLOWED_HOSTS``.
 
 The site speaks English, Arabic, French and Spanish (``LANGUAGES``; ``LocaleMiddleware`` and the
@@ -226,6 +227,8 @@ VERIFICATION_LINK = {
     # Users start only with the chosen provider; staff (admin, shell) may use the other sandbox alias.
     "USER_PROVIDERS": [PROVIDER],
     "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+    # At most this many starts per user a day (unset: no limit); digits from the environment count.
+    "MAX_ATTEMPTS": os.environ.get("VL_MAX_ATTEMPTS") or None,
 }
 
 LOGGING = {

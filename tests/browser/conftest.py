@@ -68,8 +68,9 @@ class DemoSite:
 
 
 @contextmanager
-def serve_demo(tmp: Path, provider: str) -> Iterator[DemoSite]:
-    """``manage.py demo`` on a free port, a throwaway SQLite file, and ``VL_PROVIDER=provider``."""
+def serve_demo(tmp: Path, provider: str, **settings: str) -> Iterator[DemoSite]:
+    """``manage.py demo`` on a free port, a throwaway SQLite file, ``VL_PROVIDER=provider`` and
+    the example settings' other environment variables in ``settings``."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "REDIS_URL", "DATABASE_URL")}
@@ -79,6 +80,7 @@ def serve_demo(tmp: Path, provider: str) -> Iterator[DemoSite]:
         DJANGO_DEBUG="1",
         PYTHONUNBUFFERED="1",
         VL_PROVIDER=provider,
+        **settings,
     )
     log = tmp / "server.log"
     with log.open("w") as out:
@@ -120,6 +122,21 @@ def demo_site(tmp_path_factory):
 def valify_site(tmp_path_factory):
     """The example site switched to the Valify sandbox by its environment variable."""
     with serve_demo(tmp_path_factory.mktemp("demo-valify"), "sandbox_valify") as site:
+        yield site
+
+
+@pytest.fixture(scope="session")
+def refusing_site(tmp_path_factory):
+    """The example site with a start it must refuse: the OOTO client pointed at a port nobody
+    listens on (the provider is down), and one start per user a day (``VL_MAX_ATTEMPTS=1``)."""
+    with serve_demo(
+        tmp_path_factory.mktemp("demo-refusing"),
+        "ooto",
+        OOTO_BASE_URL=f"http://127.0.0.1:{free_port()}",
+        OOTO_APP_ID="app-of-a-provider-that-is-down",
+        OOTO_APP_KEY="key-of-a-provider-that-is-down",
+        VL_MAX_ATTEMPTS="1",
+    ) as site:
         yield site
 
 

@@ -132,6 +132,46 @@ def test_every_user_and_sandbox_page_has_no_serious_violation(browser, demo_site
     assert not audit.problems, "\n".join(audit.problems)
 
 
+@pytest.mark.parametrize(("variant", "direction"), VARIANTS)
+def test_the_pages_of_a_start_refused_have_no_serious_violation(browser, refusing_site, variant, direction, request):
+    """The provider down (its port closed), then the attempt limit (one start a day, one on record)."""
+    name = request.node.callspec.id
+    username = f"refused{name.replace('-', '')}"
+    new_user(refusing_site, username)
+    context = open_context(browser, refusing_site, variant)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    audit = Audit(f"refused-{name}", direction)
+    try:
+        log_in(page, username)
+        page.goto("/verify/start/")
+        with page.expect_response(lambda response: response.request.method == "POST") as answer:
+            page.locator("button[value=redirect]").click()
+        assert answer.value.status == 503
+        assert page.locator("[data-state=unavailable]").count() == 1
+        audit.check(page, "provider-error")
+        page.locator("#vl-try-again").click()
+        page.wait_for_url("**/verify/start/")
+        refusing_site.manage(
+            "shell",
+            "-c",
+            "from django.contrib.auth.models import User; from verification_link.models import VerificationSession; "
+            f"VerificationSession.objects.create(user=User.objects.get(username='{username}'), provider='ooto', "
+            "status='FAILED', decision='rejected')",
+        )
+        with page.expect_response(lambda response: response.request.method == "POST") as answer:
+            page.locator("button[value=qr]").click()
+        assert answer.value.status == 429
+        assert page.locator("[data-state=too_many_attempts]").count() == 1
+        audit.check(page, "too-many-attempts")
+        page.locator("#vl-continue").click()
+        page.wait_for_url(f"{refusing_site.base_url}/")
+    finally:
+        context.close()
+    assert audit.pages == ["provider-error", "too-many-attempts"]
+    assert not audit.problems, "\n".join(audit.problems)
+
+
 def test_the_whole_flow_by_keyboard_alone(browser, demo_site):
     """Tab, Shift+Tab, Space and Enter only, from the start page to "You are verified": every
     control is reachable and shows where the focus is."""

@@ -5,6 +5,7 @@ while (``SessionListing``)."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import re
 from collections import Counter
@@ -24,7 +25,6 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.functional import cached_property
-from django.utils.inspect import func_supports_parameter
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -336,8 +336,7 @@ class SessionListing(DateDrillDown):
     def _faceted_counts(cls, request: HttpRequest, cl: ChangeList) -> dict[str, dict[str, int]]:
         """The counts of the filtered list, as facets: the status counts with every filter but the
         status one (a count is what its link lists), the decision counts likewise. One query, two
-        when both a status and a decision are chosen. (Django 4.2 cannot leave one filter out: there
-        the counts are of the list as filtered.)"""
+        when both a status and a decision are chosen."""
         status, decision = request.GET.get("status__exact"), request.GET.get("decision__exact")
         by_status = cls._grouped(cls._without(request, cl, "status__exact")) if status is not None else None
         by_decision = cls._grouped(cls._without(request, cl, "decision__exact")) if decision is not None else None
@@ -355,12 +354,20 @@ class SessionListing(DateDrillDown):
 
     @staticmethod
     def _without(request: HttpRequest, cl: ChangeList, parameter: str) -> QuerySet | None:
-        """The list's rows with every filter but the one of ``parameter`` (Django 5.0+); None where
-        it cannot be left out, and the caller counts the list as filtered."""
+        """The list's rows with every filter but the one of ``parameter``; None where that filter
+        is not on the list. A copy of the change list without the filter's parameters builds the
+        queryset, the way Django 5's ``exclude_parameters`` does, so Django 4.2 counts the same."""
         spec = next((spec for spec in cl.filter_specs if parameter in spec.expected_parameters()), None)
-        if spec is None or not func_supports_parameter(cl.get_queryset, "exclude_parameters"):
+        if spec is None:
             return None
-        return cl.get_queryset(request, exclude_parameters=spec.expected_parameters())
+        excluded = set(spec.expected_parameters())
+        unfiltered = copy.copy(cl)
+        # Django 4.2 filters by ``params``; 5.0+ by ``filter_params`` (the same, as lists).
+        for attribute in ("params", "filter_params"):
+            if hasattr(cl, attribute):
+                kept = {key: value for key, value in getattr(cl, attribute).items() if key not in excluded}
+                setattr(unfiltered, attribute, kept)
+        return unfiltered.get_queryset(request)
 
     @staticmethod
     def _tally(

@@ -10,6 +10,7 @@ from django.http import Http404, HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.utils.http import url_has_allowed_host_and_scheme
 
+from .. import conf
 from ..models import VerificationSession
 
 logger = logging.getLogger("verification_link.views")
@@ -44,6 +45,16 @@ def safe_next(request: HttpRequest, candidate: str | None) -> str | None:
     ):
         return candidate
     return None
+
+
+def back_to_site(request: HttpRequest, next_url: str | None) -> str:
+    """Where "Continue" or "Back to the site" leads: ``next_url`` when it is safe, the site's
+    ``DEFAULT_NEXT_URL``, else its home page."""
+    for candidate in (next_url, conf.get("DEFAULT_NEXT_URL")):
+        safe = safe_next(request, candidate)
+        if safe:
+            return safe
+    return "/"
 
 
 def owned_session(request: HttpRequest, pk: Any) -> VerificationSession:

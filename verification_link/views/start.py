@@ -27,7 +27,7 @@ from ..exceptions import (
 from ..labels import user_needs
 from ..models import VerificationEvent, VerificationSession
 from ..providers import get_provider
-from .common import HttpResponseSeeOther, logger, owned_session, safe_next
+from .common import HttpResponseSeeOther, back_to_site, logger, owned_session, safe_next
 
 
 def _user_choices(aliases: list[str]) -> list[tuple[str, str]]:
@@ -112,24 +112,25 @@ def start_view(request: HttpRequest) -> HttpResponse:
         logger.warning("start: invalid request: %s", exc)
         return page(_("This verification cannot be started."), status=400, provider=provider)
     except (ProviderError, TooManyAttempts, ConfigurationError) as exc:
-        return start_refused(request, exc, provider)
+        return start_refused(request, exc, provider, next_url=next_url)
     return hand_off(session, handoff)
 
 
-def start_refused(request: HttpRequest, exc: Exception, provider: str) -> HttpResponse:
+def start_refused(request: HttpRequest, exc: Exception, provider: str, *, next_url: str | None = None) -> HttpResponse:
     """The friendly page of a start (or a retry) that did not happen: the provider failed (503,
     "try again" when it may pass), the attempt limit (429 with when, and ``Retry-After``), the
-    site's settings (503, named in the log only)."""
+    site's settings (503, named in the log only). Each leads back to the site: its safe ``next``
+    URL, ``DEFAULT_NEXT_URL``, else the home page."""
+    back_url = back_to_site(request, next_url)
     if isinstance(exc, TooManyAttempts):
-        response = render(
-            request, "verification_link/too_many_attempts.html", {"available_at": exc.available_at}, status=429
-        )
+        context = {"available_at": exc.available_at, "back_url": back_url}
+        response = render(request, "verification_link/too_many_attempts.html", context, status=429)
         response["Retry-After"] = str(exc.retry_after)
         return response
     if isinstance(exc, ConfigurationError):
         logger.error("start: provider %r is misconfigured: %s", provider, exc)
-    retryable = isinstance(exc, ProviderUnavailable)
-    return render(request, "verification_link/provider_error.html", {"retryable": retryable}, status=503)
+    context = {"retryable": isinstance(exc, ProviderUnavailable), "back_url": back_url, "next": next_url or ""}
+    return render(request, "verification_link/provider_error.html", context, status=503)
 
 
 def hand_off(session: VerificationSession, handoff: str) -> HttpResponse:
@@ -167,5 +168,5 @@ def retry_view(request: HttpRequest, pk: Any) -> HttpResponse:
         logger.info("retry of session %s refused: %s", session.pk, exc)
         return start_anew
     except (ProviderError, TooManyAttempts, ConfigurationError) as exc:
-        return start_refused(request, exc, session.provider)
+        return start_refused(request, exc, session.provider, next_url=next_url or session.next_url)
     return hand_off(retry, handoff)

@@ -20,17 +20,13 @@ from ..framing import deny_framing
 from ..labels import status_label, user_state
 from ..models import VerificationEvent, VerificationSession
 from ..qr import qr_svg
-from .common import HttpResponseSeeOther, logger, login_not_required, owned_session, safe_next
+from .common import HttpResponseSeeOther, back_to_site, logger, login_not_required, owned_session, safe_next
 
 
 def continue_url(request: HttpRequest, session: VerificationSession) -> str:
     """Where "Continue" leads once the session is final: its safe ``next`` URL, ``DEFAULT_NEXT_URL``,
     else the site's home."""
-    for candidate in (session.next_url, conf.get("DEFAULT_NEXT_URL")):
-        safe = safe_next(request, candidate)
-        if safe:
-            return safe
-    return "/"
+    return back_to_site(request, session.next_url)
 
 
 def page_context(request: HttpRequest, session: VerificationSession, *, returned: bool = False) -> dict[str, Any]:
