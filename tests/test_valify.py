@@ -10,7 +10,7 @@ import requests
 import responses
 from django.core.checks import Tags, run_checks
 from django.test import override_settings
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.dateparse import parse_datetime
 
 from verification_link import services
@@ -580,3 +580,35 @@ def test_the_walk_is_iterative():
 def test_other_providers_keep_a_body_unchanged_by_default():
     payload = {"status": "DONE", "result": {"national_id": "1"}}
     assert get_provider("ooto").storable_body(payload) == payload
+
+
+# -- the language of the hosted flow ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("visitor", "alias", "lang"),
+    [("ar", "valify", "ar"), ("ar-eg", "valify", "ar"), ("en-gb", "valify_b", "en"), ("fr", "valify", "en"),
+     ("fr", "valify_b", "ar")],
+)  # fmt: skip
+def test_a_start_from_a_request_asks_for_the_users_language_where_valify_speaks_it(
+    valify_api, user, rf, visitor, alias, lang
+):
+    request = rf.post("/verify/start/")
+    request.user = user
+    with translation.override(visitor):
+        start(user, provider=alias, request=request)
+    assert valify_api.calls[0].request.url.endswith(f"?lang={lang}")  # else the alias's LANG (default en)
+
+
+def test_a_language_the_site_names_wins_and_a_start_without_a_request_keeps_the_alias_lang(valify_api, user):
+    with translation.override("ar"):
+        start(user, reuse=False)  # a task, the shell: no visitor to speak for
+        start(user, reuse=False, provider="valify_b", language="en")
+    assert [call.request.url.rsplit("?", 1)[1] for call in valify_api.calls] == ["lang=en", "lang=en"]
+
+
+@pytest.mark.parametrize("language", [7, ["ar"], "a" * 36])
+def test_a_language_that_is_no_code_is_refused_before_anything_is_sent(valify_api, user, language):
+    with pytest.raises(InvalidRequest, match="language"):
+        start(user, language=language)
+    assert not valify_api.calls and not VerificationSession.objects.exists()

@@ -81,6 +81,7 @@ class Audit:
         self.pages.append(what)
 
 
+@pytest.mark.look
 @pytest.mark.parametrize(("variant", "direction"), VARIANTS)
 def test_every_user_and_sandbox_page_has_no_serious_violation(browser, demo_site, variant, direction, request):
     name = request.node.callspec.id
@@ -132,6 +133,7 @@ def test_every_user_and_sandbox_page_has_no_serious_violation(browser, demo_site
     assert not audit.problems, "\n".join(audit.problems)
 
 
+@pytest.mark.look
 @pytest.mark.parametrize(("variant", "direction"), VARIANTS)
 def test_the_pages_of_a_start_refused_have_no_serious_violation(browser, refusing_site, variant, direction, request):
     """The provider down (its port closed), then the attempt limit (one start a day, one on record)."""
@@ -169,6 +171,102 @@ def test_the_pages_of_a_start_refused_have_no_serious_violation(browser, refusin
     finally:
         context.close()
     assert audit.pages == ["provider-error", "too-many-attempts"]
+    assert not audit.problems, "\n".join(audit.problems)
+
+
+@pytest.mark.look
+@pytest.mark.parametrize(
+    ("variant", "lang", "direction"),
+    [
+        *(pytest.param(p.values[0], "ar" if p.values[1] == "rtl" else "en", p.values[1], id=p.id) for p in VARIANTS),
+        pytest.param({"locale": "fr", "color_scheme": "light"}, "en", "ltr", id="fr-light-desktop"),
+    ],
+)
+def test_the_valify_flow_speaks_the_users_language_where_valify_does(
+    browser, valify_site, variant, lang, direction, request
+):
+    """A link made for an Arabic visitor has ``lang=ar``, for an English one ``en``; Valify has no
+    French: a French visitor's link is made with ``en``. Every page of the flow through axe."""
+    name = request.node.callspec.id
+    username = f"valify{name.replace('-', '')}"
+    new_user(valify_site, username)
+    context = open_context(browser, valify_site, variant)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    audit = Audit(f"valify-{name}", direction)
+    try:
+        log_in(page, username)
+        page.goto("/verify/start/")
+        assert page.locator("html").get_attribute("lang") == variant["locale"].split("-")[0].lower()
+        page.locator("button[value=redirect]").click()
+        page.wait_for_url(re.compile(r"/sandbox/valify/\?token="))
+        for step in range(5):
+            assert page.locator("html").get_attribute("lang") == lang
+            if page.locator("button[name=outcome]").count():
+                break
+            audit.check(page, f"valify-step-{step}")
+            page.locator("main form button[type=submit]").first.click()
+        audit.check(page, "valify-outcome")
+        page.locator("button[name=outcome][value=pass]").click()
+        page.wait_for_url(STATUS_PAGE)
+        page.locator("[data-state=verified] #vl-outcome").wait_for(timeout=30_000)
+    finally:
+        context.close()
+    assert audit.pages == ["valify-step-0", "valify-step-1", "valify-step-2", "valify-outcome"]
+    assert not audit.problems, "\n".join(audit.problems)
+
+
+def sandbox_outcome(page, outcome):
+    """From the status page's "Continue on this device" through the OOTO sandbox to ``outcome``."""
+    page.locator("#vl-link").click()
+    page.wait_for_url(re.compile(r"/sandbox/ooto/flow/"))
+    page.locator("input[name=not_a_robot]").check()
+    page.locator("form button[type=submit]").first.click()
+    for _ in range(10):
+        if page.locator("button[name=outcome]").count():
+            break
+        page.locator("form button[type=submit]").first.click()
+    page.locator(f"button[name=outcome][value={outcome}]").click()
+    page.wait_for_url(STATUS_PAGE)
+
+
+@pytest.mark.look
+@pytest.mark.parametrize(("variant", "direction"), VARIANTS)
+def test_the_pages_of_review_expiry_and_leaving_have_no_serious_violation(
+    browser, demo_site, variant, direction, request
+):
+    """The sandbox's "Needs review", "Let it expire now" and "Abandon" (the user came back before the end)."""
+    name = request.node.callspec.id
+    username = f"other{name.replace('-', '')}"
+    new_user(demo_site, username)
+    context = open_context(browser, demo_site, variant)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    audit = Audit(f"other-{name}", direction)
+
+    def start_on_this_device():
+        page.goto("/verify/start/")
+        page.locator("button[value=qr]").first.click()  # the status page first: its link leads on
+        page.wait_for_url(STATUS_PAGE)
+
+    try:
+        log_in(page, username)
+        for outcome, state, what in [
+            ("expire_now", "expired", "status-expired"),
+            ("needs_review", "in_review", "status-in-review"),
+        ]:
+            start_on_this_device()
+            sandbox_outcome(page, outcome)
+            page.locator(f"[data-state={state}] #vl-outcome").wait_for()
+            audit.check(page, what)
+        start_on_this_device()
+        sandbox_outcome(page, "abandon")
+        page.locator("#vl-returned").wait_for()
+        assert page.locator("#vl-start-again").count() == 1
+        audit.check(page, "status-returned")
+    finally:
+        context.close()
+    assert audit.pages == ["status-expired", "status-in-review", "status-returned"]
     assert not audit.problems, "\n".join(audit.problems)
 
 

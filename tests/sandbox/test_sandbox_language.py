@@ -1,5 +1,6 @@
 """Every page of the sandbox is written in the visitor's language and direction: ``<html lang>`` and
-``dir`` follow the active language (``rtl`` for Arabic), as the site's ``LocaleMiddleware`` picks it.
+``dir`` follow the active language (``rtl`` for Arabic), as the site's ``LocaleMiddleware`` picks it
+— except the pages of a Valify link, which speak the ``lang`` the link was made for, as Valify's do.
 
 The test settings have no ``LocaleMiddleware``; these tests add it, as a multilingual site has it,
 and ask with ``Accept-Language``. One more case renders every template file of the sandbox, so a
@@ -59,17 +60,25 @@ def ooto_pages() -> dict[str, str]:
     return pages
 
 
-def valify_pages() -> dict[str, str]:
+def valify_pages(lang: str = "en") -> dict[str, str]:
+    """The Valify flow's pages of a link made for ``lang``: its step and its outcome."""
     flow = reverse("verification_link_sandbox:valify_flow")
-    fields = {"reference_id": "ref", "return_url": "", "expires_at": later()}
+    fields = {"reference_id": "ref", "return_url": "", "expires_at": later(), "lang": lang}
     rows = {
         "step": SandboxValifySession.objects.create(**fields),
         "outcome": SandboxValifySession.objects.create(**fields, step=len(valify_views.STEPS)),
-        "invalid": SandboxValifySession.objects.create(**fields, status="success"),
     }
-    pages = {f"valify {name}": f"{flow}?token={row.token}" for name, row in rows.items()}
-    pages["valify unknown"] = f"{flow}?token=00000000-0000-4000-8000-000000000000"
-    return pages
+    return {f"valify {name}": f"{flow}?token={row.token}" for name, row in rows.items()}
+
+
+def valify_closed_pages() -> dict[str, str]:
+    """The Valify pages of no open link (spent, unknown): nothing says its language but the visitor."""
+    flow = reverse("verification_link_sandbox:valify_flow")
+    spent = SandboxValifySession.objects.create(reference_id="ref", expires_at=later(), status="success")
+    return {
+        "valify invalid": f"{flow}?token={spent.token}",
+        "valify unknown": f"{flow}?token=00000000-0000-4000-8000-000000000000",
+    }
 
 
 def hosted_pages() -> dict[str, str]:
@@ -85,14 +94,25 @@ def hosted_pages() -> dict[str, str]:
 
 @pytest.mark.parametrize(("language", "direction"), [("ar", "rtl"), ("en", "ltr"), ("fr", "ltr")])
 def test_every_sandbox_page_follows_the_visitors_language(client, language, direction):
-    pages = {**ooto_pages(), **valify_pages(), **hosted_pages()}
-    assert len(pages) >= 10 + 2 * len(emulator_modules())
+    pages = {**ooto_pages(), **valify_closed_pages(), **hosted_pages()}
+    assert len(pages) >= 8 + 2 * len(emulator_modules())
     for name, url in pages.items():
         response = client.get(url, headers={"Accept-Language": language})
         assert response.status_code in (200, 404, 410), name
         tag = HTML_TAG.search(response.content.decode())
         assert tag is not None, name
         assert tag.group(0) == f'<html lang="{language}" dir="{direction}">', name
+
+
+@pytest.mark.parametrize("visitor", ["ar", "en", "fr"])
+@pytest.mark.parametrize(("lang", "direction", "words"), [("ar", "rtl", "اختر النتيجة"), ("en", "ltr", "Choose")])
+def test_a_valify_link_speaks_the_lang_it_was_made_for_whatever_the_browser(client, visitor, lang, direction, words):
+    for name, url in valify_pages(lang).items():
+        response = client.get(url, headers={"Accept-Language": visitor})
+        html = response.content.decode()
+        assert response.status_code == 200, name
+        assert HTML_TAG.search(html).group(0) == f'<html lang="{lang}" dir="{direction}">', name
+    assert words in html  # the outcome page, last: in the link's language
 
 
 def test_the_closing_page_after_an_outcome_is_right_to_left_too(client):

@@ -101,6 +101,10 @@ class BaseProvider:
     key_prefixes: ClassVar[Mapping[str, tuple[str, str]]] = {}
     #: Connection pool size of the shared ``requests.Session`` (threads polling at once).
     pool_size: ClassVar[int] = 32
+    #: The languages the hosted page is documented to speak, as the provider spells them. The
+    #: user's language goes to the provider only when it is one of these (``hosted_language``):
+    #: an unknown code could make the create fail. Empty: nothing sent unless the site names one.
+    hosted_languages: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, alias: str, config: Mapping[str, Any]) -> None:
         self.alias = alias
@@ -119,6 +123,20 @@ class BaseProvider:
     def __repr__(self) -> str:
         # The config holds API keys: never print it.
         return f"<{type(self).__name__} alias={self.alias!r} base_url={self.base_url!r}>"
+
+    @classmethod
+    def hosted_language(cls, code: str | None) -> str:
+        """The provider's spelling of the language ``code`` (Django's ``ar``, ``pt-br``, ``fr-ca``),
+        matched whole or by its first part (``ar-eg`` → ``ar``, ``fr`` → ``fr_FR``); "" when the
+        hosted page does not speak it (``hosted_languages``)."""
+        if not isinstance(code, str) or not code or len(code) > 35:
+            return ""
+        wanted = code.strip().lower().replace("_", "-")
+        spoken = {language.lower().replace("_", "-"): language for language in cls.hosted_languages}
+        if wanted in spoken:
+            return spoken[wanted]
+        primary = wanted.split("-", 1)[0]
+        return next((language for key, language in spoken.items() if key.split("-", 1)[0] == primary), "")
 
     def setting(self, name: str, default: Any = None) -> Any:
         return self._config.get(name, default)

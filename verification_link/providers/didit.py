@@ -231,6 +231,12 @@ class DiditWebhookVerifier(WebhookVerifier):
 
 class DiditProvider(BaseProvider):
     display_name = "Didit"
+    # The official plugin's list (docs/providers/didit.rst).
+    hosted_languages = (
+        *("ar", "bg", "bn", "ca", "cnr", "cs", "da", "de", "el", "en", "es", "et", "fa", "fi", "fr", "he", "hi"),
+        *("hr", "hu", "hy", "id", "it", "ja", "ka", "ko", "lt", "lv", "mk", "ms", "nl", "no", "pl", "pt", "pt-BR"),
+        *("ro", "ru", "sk", "sl", "so", "sr", "sv", "th", "tr", "uk", "uz", "vi", "zh", "zh-CN", "zh-TW"),
+    )
     user_needs = ("id_document", "camera")
     pollable = True
     receives_webhooks = True

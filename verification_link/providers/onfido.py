@@ -74,6 +74,7 @@ FAILED_WORDS = frozenset({"consider", "declined", "rejected", "suspected", "caut
 
 class OnfidoProvider(BaseProvider):
     display_name = "Onfido"
+    hosted_languages = LANGUAGES
     pollable = True
     receives_webhooks = True
     supports_cancel = False

@@ -48,7 +48,8 @@ class CreateRequest:
     return_url: str
     ttl: int
     reference: str = ""
-    #: The language of the hosted page, when the site asks for one (a language code, "" = default).
+    #: The language of the hosted page (a language code, "" = the provider's default): the one the
+    #: site named at the start, else the user's when the provider speaks it (``hosted_language``).
     language: str = ""
 
     def __repr__(self) -> str:  # the callback URL carries the session's secret; metadata is the site's

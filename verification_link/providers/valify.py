@@ -72,6 +72,7 @@ class ValifyProvider(BaseProvider):
     default_base_url = "https://verify.valifysolutions.com"
     max_ttl = 30 * 86400
     languages = ("en", "ar")
+    hosted_languages = languages
     create_path = "/api/link/v1/request/"
     webhook_defaults = {
         "WEBHOOK_AUTH": "hmac",
@@ -112,6 +113,10 @@ class ValifyProvider(BaseProvider):
     def lang(self) -> str:
         return str(self.setting("LANG") or "en")
 
+    def lang_of(self, request: CreateRequest) -> str:
+        """``lang`` of the create: the session's language when Valify speaks it, else ``LANG``."""
+        return self.hosted_language(request.language) or self.lang
+
     @classmethod
     def check_config(cls, alias: str, config: Mapping[str, Any]) -> list[CheckMessage]:
         from django.core.checks import Error
@@ -141,7 +146,8 @@ class ValifyProvider(BaseProvider):
         }
         if self.setting("FLOW"):
             body["flow"] = str(self.setting("FLOW"))
-        answer = self.call("POST", self.create_path, operation=operation, json=body, params={"lang": self.lang})
+        params = {"lang": self.lang_of(request)}
+        answer = self.call("POST", self.create_path, operation=operation, json=body, params=params)
         if not isinstance(answer, Mapping):
             raise self.malformed(operation, "not an object")
         token = answer.get("session_token")

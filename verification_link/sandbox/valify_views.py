@@ -39,11 +39,10 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.cache import patch_cache_control
 from django.utils.dateparse import parse_datetime
 from django.utils.decorators import method_decorator
-from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
@@ -294,7 +293,7 @@ class ValifyFlowView(HostedPageView):
             logger.info("Sandbox Valify session #%s abandoned", session.pk)
             return self._leave(request, session)
         if choice not in outcomes.FINAL_OUTCOMES:
-            return self._render_stage(request, session, error=gettext("Choose one of the outcomes."))
+            return self._render_stage(request, session, error=_("Choose one of the outcomes."))
         status, reason = outcomes.FINAL_OUTCOMES[choice]
         now = timezone.now()
         session.status = status
@@ -336,13 +335,16 @@ class ValifyFlowView(HostedPageView):
     def _leave(self, request: HttpRequest, session: SandboxValifySession) -> HttpResponse:
         if session.return_url:
             return HttpResponseSeeOther(session.return_url)
-        return render(request, f"{TEMPLATE_DIR}/closed.html", {"session": session})
+        with translation.override(session.lang or "en"):
+            return render(request, f"{TEMPLATE_DIR}/closed.html", {"session": session})
 
     def _invalid(self, request: HttpRequest, *, found: bool) -> HttpResponse:
         # 410 for a spent or expired link, 404 for one that never existed.
         return render(request, f"{TEMPLATE_DIR}/invalid.html", status=410 if found else 404)
 
-    def _render_stage(self, request: HttpRequest, session: SandboxValifySession, *, error: str = "") -> HttpResponse:
+    def _render_stage(self, request: HttpRequest, session: SandboxValifySession, *, error: Any = "") -> HttpResponse:
+        """The page of the session's stage, in the language its link was made for (``lang``), as
+        Valify's hosted flow speaks the ``lang`` of the create whatever the browser says."""
         stage = _stage(session)
         context: dict[str, Any] = {
             "session": session,
@@ -363,4 +365,5 @@ class ValifyFlowView(HostedPageView):
                 step_description=description,
             )
             template = "step.html"
-        return render(request, f"{TEMPLATE_DIR}/{template}", context)
+        with translation.override(session.lang or "en"):
+            return render(request, f"{TEMPLATE_DIR}/{template}", context)

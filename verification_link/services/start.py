@@ -11,7 +11,7 @@ from typing import Any
 from django.db import transaction
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from .. import conf, signals
 from ..exceptions import InvalidRequest, InvalidTransition, ProviderError
@@ -33,8 +33,14 @@ def start_verification(
     ttl: int | None = None,
     request: HttpRequest | None = None,
     reuse: bool | None = None,
+    language: str | None = None,
 ) -> VerificationSession:
     """Ask the provider for a new one-time link and store the session.
+
+    The hosted page speaks ``language`` (a code the provider accepts, sent as it is). Without one,
+    a start with a ``request`` asks for the user's language (the active one: ``LocaleMiddleware``'s
+    choice) where the provider is documented to speak it (``hosted_languages``), else leaves the
+    provider's default (its ``LANGUAGE`` setting, the browser's).
 
     With ``REUSE_OPEN_SESSIONS`` (the default), the user's open session at the same alias and
     scopes is returned instead, with no provider call, unless its link expires within
@@ -54,7 +60,7 @@ def start_verification(
     """
     return _start(
         user=user, provider=provider, scopes=scopes, metadata=metadata, next_url=next_url, ttl=ttl,
-        request=request, reuse=reuse,
+        request=request, reuse=reuse, language=language,
     )  # fmt: skip
 
 
@@ -68,6 +74,7 @@ def _start(
     ttl: int | None,
     request: HttpRequest | None,
     reuse: bool | None,
+    language: str | None = None,
     previous: VerificationSession | None = None,
 ) -> VerificationSession:
     """``start_verification``; with ``previous`` (``retry_verification``), the new attempt replaces
@@ -84,6 +91,10 @@ def _start(
         raise InvalidRequest("metadata must be a JSON object")
     if next_url is not None and not isinstance(next_url, str):
         raise InvalidRequest("next_url must be a string")
+    if language is not None and (not isinstance(language, str) or len(language) > 35):
+        raise InvalidRequest("language must be a language code")
+    if language is None:
+        language = backend.hosted_language(translation.get_language()) if request is not None else ""
     if user is not None and getattr(user, "pk", None) is None:
         user = None  # AnonymousUser, or an unsaved user: the session belongs to nobody
     try:
@@ -118,6 +129,7 @@ def _start(
         return_url=_absolute_url(reverse("verification_link:return", args=[session.pk]), request),
         ttl=ttl,
         reference=session.reference,
+        language=language,
     )
     try:
         created = backend.create_session(create)
