@@ -200,6 +200,7 @@ def test_the_valify_flow_speaks_the_users_language_where_valify_does(
         assert page.locator("html").get_attribute("lang") == variant["locale"].split("-")[0].lower()
         page.locator("button[value=redirect]").click()
         page.wait_for_url(re.compile(r"/sandbox/valify/\?token="))
+        link = page.url
         for step in range(5):
             assert page.locator("html").get_attribute("lang") == lang
             if page.locator("button[name=outcome]").count():
@@ -210,16 +211,20 @@ def test_the_valify_flow_speaks_the_users_language_where_valify_does(
         page.locator("button[name=outcome][value=pass]").click()
         page.wait_for_url(STATUS_PAGE)
         page.locator("[data-state=verified] #vl-outcome").wait_for(timeout=30_000)
+        assert page.goto(link).status == 410  # the spent link, opened again: the visitor's language
+        audit.check(page, "valify-spent-link")
     finally:
         context.close()
-    assert audit.pages == ["valify-step-0", "valify-step-1", "valify-step-2", "valify-outcome"]
+    assert audit.pages == ["valify-step-0", "valify-step-1", "valify-step-2", "valify-outcome", "valify-spent-link"]
     assert not audit.problems, "\n".join(audit.problems)
 
 
 def sandbox_outcome(page, outcome):
-    """From the status page's "Continue on this device" through the OOTO sandbox to ``outcome``."""
+    """From the status page's "Continue on this device" through the OOTO sandbox to ``outcome``;
+    the sandbox link's URL."""
     page.locator("#vl-link").click()
     page.wait_for_url(re.compile(r"/sandbox/ooto/flow/"))
+    link = page.url
     page.locator("input[name=not_a_robot]").check()
     page.locator("form button[type=submit]").first.click()
     for _ in range(10):
@@ -228,6 +233,7 @@ def sandbox_outcome(page, outcome):
         page.locator("form button[type=submit]").first.click()
     page.locator(f"button[name=outcome][value={outcome}]").click()
     page.wait_for_url(STATUS_PAGE)
+    return link
 
 
 @pytest.mark.look
@@ -256,9 +262,11 @@ def test_the_pages_of_review_expiry_and_leaving_have_no_serious_violation(
             ("needs_review", "in_review", "status-in-review"),
         ]:
             start_on_this_device()
-            sandbox_outcome(page, outcome)
+            link = sandbox_outcome(page, outcome)
             page.locator(f"[data-state={state}] #vl-outcome").wait_for()
             audit.check(page, what)
+        assert page.goto(link).status == 410  # the spent link, opened again
+        audit.check(page, "sandbox-spent-link")
         start_on_this_device()
         sandbox_outcome(page, "abandon")
         page.locator("#vl-returned").wait_for()
@@ -266,7 +274,7 @@ def test_the_pages_of_review_expiry_and_leaving_have_no_serious_violation(
         audit.check(page, "status-returned")
     finally:
         context.close()
-    assert audit.pages == ["status-expired", "status-in-review", "status-returned"]
+    assert audit.pages == ["status-expired", "status-in-review", "sandbox-spent-link", "status-returned"]
     assert not audit.problems, "\n".join(audit.problems)
 
 

@@ -133,6 +133,31 @@ def test_valify_sandbox_pass_all_marks_the_user_verified(page, valify_site):
     assert events.strip().splitlines()[-1] == "[(True, True, '')]"
 
 
+@pytest.mark.parametrize(
+    ("outcome", "state", "heading"),
+    [("Needs review", "in_review", "Your verification is being reviewed."), ("Let it expire now", "expired", None)],
+)
+def test_the_valify_sandbox_reaches_review_and_expiry(page, valify_site, outcome, state, heading):
+    username = f"valify{state.replace('_', '')}"
+    valify_site.manage(
+        "shell",
+        "-c",
+        f"from django.contrib.auth.models import User; User.objects.create_user('{username}', password='{username}')",
+    )
+    log_in(page, username, username)
+    page.goto("/verify/start/")
+    page.get_by_role("button", name="Continue here").click()
+    page.wait_for_url(re.compile(r"/sandbox/valify/\?token="))
+    for _ in range(3):
+        page.get_by_role("button", name="Continue").click()
+    assert page.locator(f"#hint-{page.get_by_role('button', name=outcome).get_attribute('value')}").is_visible()
+    page.get_by_role("button", name=outcome).click()
+    page.wait_for_url(STATUS_PAGE)
+    page.locator(f"[data-state={state}] #vl-outcome").wait_for(timeout=30_000)
+    if heading:
+        assert page.locator("#vl-outcome").inner_text() == heading
+
+
 def test_a_decline_then_try_again_then_a_pass(page, demo_site):
     """A failed check offers "Try again": a new attempt linked to the failed one, through the
     sandbox once more, ends verified; the status page lists both attempts."""

@@ -441,8 +441,10 @@ def test_hosted_walk_pages(client):
     ("outcome", "status", "reason"),
     [
         ("pass", "success", ""),
+        ("needs_review", "success", "needs_review"),
         ("id_unreadable", "failed", "id_unreadable"),
         ("face_mismatch", "failed", "face_mismatch"),
+        ("expire_now", "expired", ""),
         ("cancel", "canceled", ""),
     ],
 )
@@ -504,7 +506,7 @@ def test_hosted_page_unknown_token_is_404(client, query):
 # --- one-time link and expiry ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("outcome", ["pass", "id_unreadable", "face_mismatch", "cancel"])
+@pytest.mark.parametrize("outcome", ["pass", "needs_review", "id_unreadable", "face_mismatch", "expire_now", "cancel"])
 def test_link_is_gone_after_a_final_outcome(client, outcome):
     token, _ = finish(client, outcome)
     response = client.get(flow_url(token))
@@ -547,7 +549,7 @@ def test_abandon_keeps_the_session_open_and_sends_nothing(client, webhook, djang
 
 
 def expected_result(status: str, reason: str | None) -> dict[str, Any]:
-    if status == "canceled":
+    if status in ("canceled", "expired"):
         return {}
     ocr = {"national_id": "29901011234567", "full_name": "Sandbox Test User", "birth_date": "1999-01-01"}
     result = {
@@ -561,6 +563,8 @@ def expected_result(status: str, reason: str | None) -> dict[str, Any]:
         result["face_match"] = {"match": False, "score": 0.0}
     if reason == "face_mismatch":
         result["face_match"] = {"match": False, "score": 0.21}
+    if reason == "needs_review":
+        result["face_match"] = {"match": False, "score": 0.62}
     return result
 
 
@@ -568,8 +572,10 @@ def expected_result(status: str, reason: str | None) -> dict[str, Any]:
     ("outcome", "status", "reason"),
     [
         ("pass", "success", None),
+        ("needs_review", "success", None),
         ("id_unreadable", "failed", "id_unreadable"),
         ("face_mismatch", "failed", "face_mismatch"),
+        ("expire_now", "expired", None),
         ("cancel", "canceled", None),
     ],
 )
@@ -611,8 +617,8 @@ def test_webhook_posted_once_signed_with_documented_body(
     assert before - datetime.timedelta(milliseconds=1) <= completed_at <= timezone.now()
 
     result = body["result"]
-    expected = expected_result(status, reason)
-    if status == "canceled":
+    expected = expected_result(status, outcome if outcome == "needs_review" else reason)
+    if status in ("canceled", "expired"):
         assert result == {}
     else:
         images = result.pop("images")
@@ -798,3 +804,36 @@ def test_secrets_never_logged(client, webhook, caplog, django_capture_on_commit_
     assert len(webhook.calls) == 1
     for secret in (token, API_KEY, "wrong-key-123", WEBHOOK_SECRET, "account-secret-xyz"):
         assert secret not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("outcome", "decision", "words"),
+    [
+        ("pass", "approved", "The default decision policy approves."),
+        ("needs_review", "review", "The default decision policy sends the session to review"),
+        ("id_unreadable", "rejected", "The default decision policy rejects."),
+        ("face_mismatch", "rejected", "The default decision policy rejects."),
+        ("expire_now", "", "No decision is made."),
+        ("cancel", "", "No decision is made."),
+    ],
+)
+def test_each_outcome_gets_the_decision_its_hint_names(client, outcome, decision, words):
+    """The webhook of each outcome, read by our Valify client, decided by the default policy: what
+    the button's hint says, and the picker shows that hint beside the button."""
+    from verification_link.models import VerificationSession
+    from verification_link.policy import default_decision_policy
+    from verification_link.providers import get_provider
+    from verification_link.sandbox import valify_outcomes
+
+    token, _response = finish(client, outcome)
+    payload = SandboxValifySession.objects.get(token=token).webhook_payload()
+    backend = get_provider("valify")
+    status = backend.status_map[payload["status"]]
+    session = VerificationSession(provider="valify", status=status, result=payload["result"], scopes=[])
+    assert default_decision_policy(session) == decision
+    assert words in str(valify_outcomes.HINTS[outcome])
+    other = create_session(client)["session_token"]
+    walk_to_outcome(client, other)
+    html = client.get(flow_url(other)).content.decode()
+    assert f'value="{outcome}" aria-describedby="hint-{outcome}"' in html
+    assert str(valify_outcomes.HINTS[outcome]) in html.replace("&#x27;", "'")

@@ -12,6 +12,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.cache import patch_cache_control
 from django.views import View
 
+from .. import conf
 from .conf import key_path, serving_allowed
 
 logger = logging.getLogger("verification_link.sandbox")
@@ -24,6 +25,13 @@ class HttpResponseSeeOther(HttpResponseRedirect):
     """A 303: after a POST, the browser follows with a GET."""
 
     status_code = 303
+
+
+def custom_decision_policy() -> str:
+    """The site's ``DECISION_POLICY`` when it replaced the default one (the outcome hints describe
+    the default), else ``""``."""
+    policy = conf.get("DECISION_POLICY")
+    return "" if policy == conf.DEFAULTS["DECISION_POLICY"] else str(policy)
 
 
 def is_http_url(value: Any) -> bool:

@@ -136,6 +136,7 @@ class SandboxValifySession(models.Model):
         SUCCESS = "success", _("Success")
         FAILED = "failed", _("Failed")
         CANCELED = "canceled", _("Canceled")
+        EXPIRED = "expired", _("Expired")
 
     class Lang(models.TextChoices):
         EN = "en", _("English")
@@ -148,7 +149,8 @@ class SandboxValifySession(models.Model):
     flow = models.UUIDField(_("flow"), null=True, blank=True)
     lang = models.CharField(_("language"), max_length=2, choices=Lang.choices, default=Lang.EN)
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
-    #: Empty unless failed: ``"id_unreadable"`` or ``"face_mismatch"`` (``null`` in the webhook).
+    #: Why it failed (``"id_unreadable"``, ``"face_mismatch"``), or ``"needs_review"`` for a success
+    #: with a borderline face match; empty otherwise. Only a failure's goes in the webhook.
     reason = models.CharField(_("reason"), max_length=32, blank=True)
     step = models.PositiveSmallIntegerField(_("completed steps"), default=0)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
@@ -173,14 +175,14 @@ class SandboxValifySession(models.Model):
 
     def webhook_payload(self) -> dict[str, Any]:
         """The body of the account-level webhook for this (final) session."""
-        from .valify_outcomes import build_result
+        from .valify_outcomes import build_result, reason_for_webhook
 
         return {
             "event": "verification.completed",
             "session_token": str(self.token),
             "reference_id": self.reference_id,
             "status": self.status,
-            "reason": self.reason or None,
+            "reason": reason_for_webhook(self.status, self.reason),
             "completed_at": format_expires_at(self.completed_at or timezone.now()),
             "result": build_result(self.status, self.reason or None),
         }

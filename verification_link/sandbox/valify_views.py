@@ -51,7 +51,7 @@ from ..dblock import take_write_lock
 from ..jsonbody import parse_json
 from . import valify_outcomes as outcomes
 from .callbacks import schedule_valify_webhook
-from .common import HostedPageView, HttpResponseSeeOther, is_http_url
+from .common import HostedPageView, HttpResponseSeeOther, custom_decision_policy, is_http_url
 from .conf import sandbox_setting
 from .models import MAX_REFERENCE_LENGTH, VALIFY_LANGUAGES, SandboxValifySession
 
@@ -354,7 +354,8 @@ class ValifyFlowView(HostedPageView):
             "error": error,
         }
         if stage == OUTCOME_STAGE:
-            context["outcomes"] = outcomes.OUTCOMES
+            context["outcomes"] = outcomes.outcome_choices()
+            context["custom_policy"] = custom_decision_policy()
             template = "outcome.html"
         else:
             _name, label, description = STEPS[session.step]

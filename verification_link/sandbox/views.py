@@ -42,12 +42,11 @@ from django.utils.translation import gettext_lazy as _
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
-from .. import conf
 from ..dblock import take_write_lock
 from ..jsonbody import parse_json
 from . import outcomes
 from .callbacks import schedule_callback
-from .common import HostedPageView, HttpResponseSeeOther, is_http_url
+from .common import HostedPageView, HttpResponseSeeOther, custom_decision_policy, is_http_url
 from .conf import sandbox_setting
 from .models import MAX_TTL_SECONDS, OOTO_SCOPES, SandboxSession
 
@@ -206,13 +205,6 @@ class OotoSessionStatusView(OotoApiView):
         return JsonResponse(session.status_payload())
 
 
-def _custom_decision_policy() -> str:
-    """The site's ``DECISION_POLICY`` when it replaced the default one (the outcome hints describe
-    the default), else ``""``."""
-    policy = conf.get("DECISION_POLICY")
-    return "" if policy == conf.DEFAULTS["DECISION_POLICY"] else str(policy)
-
-
 def _stage(session: SandboxSession) -> str:
     """Which page of the hosted flow an open session is on."""
     if session.status == Status.CREATED:
@@ -327,6 +319,6 @@ class OotoFlowView(HostedPageView):
         else:
             if stage == "outcome":
                 context["outcomes"] = outcomes.outcome_choices(session.scopes)
-                context["custom_policy"] = _custom_decision_policy()
+                context["custom_policy"] = custom_decision_policy()
             template = f"{stage}.html"
         return render(request, f"{TEMPLATE_DIR}/{template}", context)

@@ -47,7 +47,7 @@ class Migration(migrations.Migration):
                 ('expires_at', models.DateTimeField(verbose_name='expires at')),
                 ('flow', models.UUIDField(blank=True, null=True, verbose_name='flow')),
                 ('lang', models.CharField(choices=[('en', 'English'), ('ar', 'Arabic')], default='en', max_length=2, verbose_name='language')),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('success', 'Success'), ('failed', 'Failed'), ('canceled', 'Canceled')], default='pending', max_length=16, verbose_name='status')),
+                ('status', models.CharField(choices=[('pending', 'Pending'), ('success', 'Success'), ('failed', 'Failed'), ('canceled', 'Canceled'), ('expired', 'Expired')], default='pending', max_length=16, verbose_name='status')),
                 ('reason', models.CharField(blank=True, max_length=32, verbose_name='reason')),
                 ('step', models.PositiveSmallIntegerField(default=0, verbose_name='completed steps')),
                 ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created at')),
