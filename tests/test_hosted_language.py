@@ -21,7 +21,9 @@ from verification_link.providers.valify import ValifyProvider
         (OnfidoProvider, "ar", ""),
         (DiditProvider, "pt-br", "pt-BR"),
         (DiditProvider, "pt", "pt"),
-        (DiditProvider, "zh-hant", "zh"),
+        (DiditProvider, "zh-hant", "zh-TW"),
+        (DiditProvider, "zh-hans", "zh-CN"),
+        (DiditProvider, "zh-hk", "zh-TW"),
         (DiditProvider, "zh-tw", "zh-TW"),
         (PersonaProvider, "de", ""),  # no documented list: nothing sent
         (BaseProvider, "en", ""),

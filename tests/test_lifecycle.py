@@ -259,6 +259,7 @@ def test_verification_required_with_a_broken_setting_answers_the_friendly_page_c
     with caplog.at_level(logging.ERROR, logger="verification_link"):
         response = view(request)
     assert response.status_code == 503 and b"members only" not in response.content
+    assert b'href="/" id="vl-continue"' in response.content  # a way out, not back to the guarded page
     assert 'VERIFICATION_LINK["VALID_FOR_DAYS"]' in caplog.text
 
 

@@ -594,17 +594,20 @@ def test_a_start_from_a_request_asks_for_the_users_language_where_valify_speaks_
     valify_api, user, rf, visitor, alias, lang
 ):
     request = rf.post("/verify/start/")
-    request.user = user
-    with translation.override(visitor):
-        start(user, provider=alias, request=request)
+    request.user, request.LANGUAGE_CODE = user, visitor  # as LocaleMiddleware leaves it
+    start(user, provider=alias, request=request)
     assert valify_api.calls[0].request.url.endswith(f"?lang={lang}")  # else the alias's LANG (default en)
 
 
-def test_a_language_the_site_names_wins_and_a_start_without_a_request_keeps_the_alias_lang(valify_api, user):
-    with translation.override("ar"):
+def test_a_language_the_site_names_wins_and_without_a_visitors_choice_the_alias_lang_stays(valify_api, user, rf):
+    no_locale_middleware = rf.post("/verify/start/")
+    no_locale_middleware.user = user
+    with translation.override("en"):  # the site's LANGUAGE_CODE: nothing of the user's
         start(user, reuse=False)  # a task, the shell: no visitor to speak for
+        start(user, reuse=False, provider="valify_b", request=no_locale_middleware)
         start(user, reuse=False, provider="valify_b", language="en")
-    assert [call.request.url.rsplit("?", 1)[1] for call in valify_api.calls] == ["lang=en", "lang=en"]
+    queries = [call.request.url.rsplit("?", 1)[1] for call in valify_api.calls]
+    assert queries == ["lang=en", "lang=ar", "lang=en"]
 
 
 @pytest.mark.parametrize("language", [7, ["ar"], "a" * 36])

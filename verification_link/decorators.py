@@ -17,6 +17,7 @@ from django.urls import reverse
 
 from .exceptions import ConfigurationError
 from .services import is_verified
+from .views.common import back_to_site
 
 logger = logging.getLogger("verification_link.decorators")
 
@@ -30,7 +31,8 @@ def _refused(request: HttpRequest, provider: str | None) -> HttpResponse | None:
             return None
     except ConfigurationError as exc:
         logger.error("verification_required: the settings cannot tell who is verified: %s", exc)
-        return render(request, "verification_link/provider_error.html", {"retryable": False}, status=503)
+        context = {"retryable": False, "back_url": back_to_site(request, None)}
+        return render(request, "verification_link/provider_error.html", context, status=503)
     return _to_start(request)
 
 

@@ -5,6 +5,7 @@ walk through the whole flow. Full-page screenshots of each page land in ``VL_SCR
 
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,20 @@ def open_context(browser, site, variant):
     else:
         options.update(viewport={"width": 1280, "height": 900})
     return browser.new_context(**options)
+
+
+@contextmanager
+def logged_in(browser, site, variant, username):
+    """A new user ``username`` of ``site``, logged in, in a fresh browser context of ``variant``: its page."""
+    new_user(site, username)
+    context = open_context(browser, site, variant)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    try:
+        log_in(page, username)
+        yield page
+    finally:
+        context.close()
 
 
 def log_in(page, username):
@@ -85,13 +100,8 @@ class Audit:
 @pytest.mark.parametrize(("variant", "direction"), VARIANTS)
 def test_every_user_and_sandbox_page_has_no_serious_violation(browser, demo_site, variant, direction, request):
     name = request.node.callspec.id
-    new_user(demo_site, f"axe{name.replace('-', '')}")
-    context = open_context(browser, demo_site, variant)
-    page = context.new_page()
-    page.set_default_timeout(20_000)
     audit = Audit(name, direction)
-    try:
-        log_in(page, f"axe{name.replace('-', '')}")
+    with logged_in(browser, demo_site, variant, f"axe{name.replace('-', '')}") as page:
         page.goto("/verify/start/")
         audit.check(page, "start")
         page.locator("button[value=qr]").first.click()
@@ -127,8 +137,6 @@ def test_every_user_and_sandbox_page_has_no_serious_violation(browser, demo_site
         page.wait_for_url(STATUS_PAGE)
         page.locator("#vl-outcome").wait_for()
         audit.check(page, "status-verified")
-    finally:
-        context.close()
     assert len(audit.pages) >= 7
     assert not audit.problems, "\n".join(audit.problems)
 
@@ -139,13 +147,8 @@ def test_the_pages_of_a_start_refused_have_no_serious_violation(browser, refusin
     """The provider down (its port closed), then the attempt limit (one start a day, one on record)."""
     name = request.node.callspec.id
     username = f"refused{name.replace('-', '')}"
-    new_user(refusing_site, username)
-    context = open_context(browser, refusing_site, variant)
-    page = context.new_page()
-    page.set_default_timeout(20_000)
     audit = Audit(f"refused-{name}", direction)
-    try:
-        log_in(page, username)
+    with logged_in(browser, refusing_site, variant, username) as page:
         page.goto("/verify/start/")
         with page.expect_response(lambda response: response.request.method == "POST") as answer:
             page.locator("button[value=redirect]").click()
@@ -168,8 +171,6 @@ def test_the_pages_of_a_start_refused_have_no_serious_violation(browser, refusin
         audit.check(page, "too-many-attempts")
         page.locator("#vl-continue").click()
         page.wait_for_url(f"{refusing_site.base_url}/")
-    finally:
-        context.close()
     assert audit.pages == ["provider-error", "too-many-attempts"]
     assert not audit.problems, "\n".join(audit.problems)
 
@@ -189,13 +190,8 @@ def test_the_valify_flow_speaks_the_users_language_where_valify_does(
     French: a French visitor's link is made with ``en``. Every page of the flow through axe."""
     name = request.node.callspec.id
     username = f"valify{name.replace('-', '')}"
-    new_user(valify_site, username)
-    context = open_context(browser, valify_site, variant)
-    page = context.new_page()
-    page.set_default_timeout(20_000)
     audit = Audit(f"valify-{name}", direction)
-    try:
-        log_in(page, username)
+    with logged_in(browser, valify_site, variant, username) as page:
         page.goto("/verify/start/")
         assert page.locator("html").get_attribute("lang") == variant["locale"].split("-")[0].lower()
         page.locator("button[value=redirect]").click()
@@ -213,8 +209,6 @@ def test_the_valify_flow_speaks_the_users_language_where_valify_does(
         page.locator("[data-state=verified] #vl-outcome").wait_for(timeout=30_000)
         assert page.goto(link).status == 410  # the spent link, opened again: the visitor's language
         audit.check(page, "valify-spent-link")
-    finally:
-        context.close()
     assert audit.pages == ["valify-step-0", "valify-step-1", "valify-step-2", "valify-outcome", "valify-spent-link"]
     assert not audit.problems, "\n".join(audit.problems)
 
@@ -244,36 +238,29 @@ def test_the_pages_of_review_expiry_and_leaving_have_no_serious_violation(
     """The sandbox's "Needs review", "Let it expire now" and "Abandon" (the user came back before the end)."""
     name = request.node.callspec.id
     username = f"other{name.replace('-', '')}"
-    new_user(demo_site, username)
-    context = open_context(browser, demo_site, variant)
-    page = context.new_page()
-    page.set_default_timeout(20_000)
     audit = Audit(f"other-{name}", direction)
 
-    def start_on_this_device():
+    def start_on_this_device(page):
         page.goto("/verify/start/")
         page.locator("button[value=qr]").first.click()  # the status page first: its link leads on
         page.wait_for_url(STATUS_PAGE)
 
-    try:
-        log_in(page, username)
+    with logged_in(browser, demo_site, variant, username) as page:
         for outcome, state, what in [
             ("expire_now", "expired", "status-expired"),
             ("needs_review", "in_review", "status-in-review"),
         ]:
-            start_on_this_device()
+            start_on_this_device(page)
             link = sandbox_outcome(page, outcome)
             page.locator(f"[data-state={state}] #vl-outcome").wait_for()
             audit.check(page, what)
         assert page.goto(link).status == 410  # the spent link, opened again
         audit.check(page, "sandbox-spent-link")
-        start_on_this_device()
+        start_on_this_device(page)
         sandbox_outcome(page, "abandon")
         page.locator("#vl-returned").wait_for()
         assert page.locator("#vl-start-again").count() == 1
         audit.check(page, "status-returned")
-    finally:
-        context.close()
     assert audit.pages == ["status-expired", "status-in-review", "sandbox-spent-link", "status-returned"]
     assert not audit.problems, "\n".join(audit.problems)
 

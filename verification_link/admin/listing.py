@@ -353,13 +353,13 @@ class SessionListing(DateDrillDown):
         return cls._tally(statuses=rows, decisions=rows, totals=rows)
 
     @staticmethod
-    def _without(request: HttpRequest, cl: ChangeList, parameter: str) -> QuerySet | None:
-        """The list's rows with every filter but the one of ``parameter``; None where that filter
-        is not on the list. A copy of the change list without the filter's parameters builds the
+    def _without(request: HttpRequest, cl: ChangeList, parameter: str) -> QuerySet:
+        """The list's rows with every filter but the one of ``parameter`` (the list's rows where
+        that filter is not on the list). A copy of the change list without the filter's parameters builds the
         queryset, the way Django 5's ``exclude_parameters`` does, so Django 4.2 counts the same."""
         spec = next((spec for spec in cl.filter_specs if parameter in spec.expected_parameters()), None)
         if spec is None:
-            return None
+            return cl.queryset  # not a filter of this list: nothing to leave out
         excluded = set(spec.expected_parameters())
         unfiltered = copy.copy(cl)
         # Django 4.2 filters by ``params``; 5.0+ by ``filter_params`` (the same, as lists).

@@ -51,6 +51,10 @@ __all__ = [
 ]
 
 
+#: Django's Chinese codes by script or region, as providers spell them (by region).
+CHINESE_REGIONS = {"zh-hant": "zh-tw", "zh-hk": "zh-tw", "zh-mo": "zh-tw", "zh-hans": "zh-cn", "zh-sg": "zh-cn"}
+
+
 class BaseProvider:
     """One configured provider account (an alias of ``VERIFICATION_LINK["PROVIDERS"]``).
 
@@ -133,8 +137,9 @@ class BaseProvider:
             return ""
         wanted = code.strip().lower().replace("_", "-")
         spoken = {language.lower().replace("_", "-"): language for language in cls.hosted_languages}
-        if wanted in spoken:
-            return spoken[wanted]
+        for candidate in (wanted, CHINESE_REGIONS.get(wanted)):
+            if candidate in spoken:
+                return spoken[candidate]
         primary = wanted.split("-", 1)[0]
         return next((language for key, language in spoken.items() if key.split("-", 1)[0] == primary), "")
 

@@ -11,7 +11,7 @@ from typing import Any
 from django.db import transaction
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils import timezone, translation
+from django.utils import timezone
 
 from .. import conf, signals
 from ..exceptions import InvalidRequest, InvalidTransition, ProviderError
@@ -37,10 +37,11 @@ def start_verification(
 ) -> VerificationSession:
     """Ask the provider for a new one-time link and store the session.
 
-    The hosted page speaks ``language`` (a code the provider accepts, sent as it is). Without one,
-    a start with a ``request`` asks for the user's language (the active one: ``LocaleMiddleware``'s
-    choice) where the provider is documented to speak it (``hosted_languages``), else leaves the
-    provider's default (its ``LANGUAGE`` setting, the browser's).
+    The hosted page speaks ``language`` when the provider takes it (a code in the provider's
+    spelling; Valify keeps its ``LANG`` for one other than ``en``/``ar``). Without one, a start with
+    a ``request`` asks for the language ``LocaleMiddleware`` chose for the user
+    (``request.LANGUAGE_CODE``) where the provider is documented to speak it (``hosted_languages``);
+    otherwise the provider's default applies (the alias's ``LANGUAGE``/``LANG``, the browser's).
 
     With ``REUSE_OPEN_SESSIONS`` (the default), the user's open session at the same alias and
     scopes is returned instead, with no provider call, unless its link expires within
@@ -94,7 +95,9 @@ def _start(
     if language is not None and (not isinstance(language, str) or len(language) > 35):
         raise InvalidRequest("language must be a language code")
     if language is None:
-        language = backend.hosted_language(translation.get_language()) if request is not None else ""
+        # The language LocaleMiddleware chose for this visitor; none without it (the site's own
+        # LANGUAGE_CODE says nothing of the user): the alias's setting or the browser's then.
+        language = backend.hosted_language(getattr(request, "LANGUAGE_CODE", None))
     if user is not None and getattr(user, "pk", None) is None:
         user = None  # AnonymousUser, or an unsaved user: the session belongs to nobody
     try:
