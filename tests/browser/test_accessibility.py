@@ -213,6 +213,35 @@ def test_the_valify_flow_speaks_the_users_language_where_valify_does(
     assert not audit.problems, "\n".join(audit.problems)
 
 
+EMULATORS = ("stripe_identity", "persona", "onfido", "veriff", "sumsub", "didit")
+
+
+@pytest.mark.look
+@pytest.mark.parametrize(("variant", "direction"), VARIANTS)
+def test_every_emulators_hosted_page_has_no_serious_violation(browser, demo_site, variant, direction, request):
+    """The hosted page of each emulator, its link made by the provider's real client (staff code
+    may start at any alias; users of the demo only at the OOTO sandbox)."""
+    name = request.node.callspec.id
+    username = f"hosted{name.replace('-', '')}"
+    audit = Audit(f"hosted-{name}", direction)
+    with logged_in(browser, demo_site, variant, username) as page:
+        made = demo_site.manage(
+            "shell",
+            "-c",
+            "from django.contrib.auth.models import User; from verification_link import services; "
+            f"user = User.objects.get(username='{username}'); "
+            f"[print(services.start_verification(user=user, provider='sandbox_' + emulator).url) for emulator in "
+            f"{EMULATORS!r}]",
+        )
+        links = [line for line in made.splitlines() if line.startswith("http")]
+        assert len(links) == len(EMULATORS), made
+        for emulator, link in zip(EMULATORS, links, strict=True):
+            assert page.goto(link).status == 200, emulator
+            audit.check(page, f"{emulator}-hosted-page")
+    assert len(audit.pages) == len(EMULATORS)
+    assert not audit.problems, "\n".join(audit.problems)
+
+
 def sandbox_outcome(page, outcome):
     """From the status page's "Continue on this device" through the OOTO sandbox to ``outcome``;
     the sandbox link's URL."""
