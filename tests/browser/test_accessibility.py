@@ -242,6 +242,45 @@ def test_every_emulators_hosted_page_has_no_serious_violation(browser, demo_site
     assert not audit.problems, "\n".join(audit.problems)
 
 
+@pytest.mark.look
+@pytest.mark.parametrize(("variant", "direction"), VARIANTS)
+def test_the_emulators_closed_pages_have_no_serious_violation(browser, demo_site, variant, direction, request):
+    """A link made with no return URL (our clients always send one; another caller of the emulator
+    may not) ends on the emulator's own "you can close this page" (the OOTO one: Valify's create
+    refuses a link without ``return_url``; its fallback renders the same template)."""
+    name = request.node.callspec.id
+    lang = "ar" if direction == "rtl" else "en"
+    audit = Audit(f"closed-{name}", direction)
+    made = demo_site.manage(
+        "shell",
+        "-c",
+        "import uuid; from verification_link.providers import get_provider; "
+        "from verification_link.providers.types import CreateRequest; "
+        "print(get_provider('sandbox').create_session(CreateRequest(session_id=uuid.uuid4(), scopes=['liveness'], "
+        f"metadata={{}}, callback_url='', return_url='', ttl=600, language='{lang}')).url)",
+    )
+    (ooto_link,) = [line for line in made.splitlines() if line.startswith("http")]
+    context = open_context(browser, demo_site, variant)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    try:
+        page.goto(ooto_link)
+        page.locator("input[name=not_a_robot]").check()
+        page.locator("form button[type=submit]").first.click()
+        for _ in range(10):
+            if page.locator("button[name=outcome]").count():
+                break
+            page.locator("form button[type=submit]").first.click()
+        page.locator("button[name=outcome][value=pass]").click()
+        page.wait_for_load_state("load")
+        assert "/sandbox/ooto/" in page.url and page.locator("main form").count() == 0, page.url
+        audit.check(page, "ooto-closed")
+    finally:
+        context.close()
+    assert audit.pages == ["ooto-closed"]
+    assert not audit.problems, "\n".join(audit.problems)
+
+
 def sandbox_outcome(page, outcome):
     """From the status page's "Continue on this device" through the OOTO sandbox to ``outcome``;
     the sandbox link's URL."""

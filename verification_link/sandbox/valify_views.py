@@ -336,11 +336,11 @@ class ValifyFlowView(HostedPageView):
         if session.return_url:
             return HttpResponseSeeOther(session.return_url)
         with translation.override(session.lang or "en"):
-            return render(request, f"{TEMPLATE_DIR}/closed.html", {"session": session})
+            return render(request, "verification_link/sandbox/closed.html", {"session": session})
 
     def _invalid(self, request: HttpRequest, *, found: bool) -> HttpResponse:
         # 410 for a spent or expired link, 404 for one that never existed.
-        return render(request, f"{TEMPLATE_DIR}/invalid.html", status=410 if found else 404)
+        return render(request, "verification_link/sandbox/invalid.html", status=410 if found else 404)
 
     def _render_stage(self, request: HttpRequest, session: SandboxValifySession, *, error: Any = "") -> HttpResponse:
         """The page of the session's stage, in the language its link was made for (``lang``), as

@@ -297,11 +297,11 @@ class OotoFlowView(HostedPageView):
     def _leave(self, request: HttpRequest, session: SandboxSession) -> HttpResponse:
         if session.return_url:
             return HttpResponseSeeOther(session.return_url)
-        return render(request, f"{TEMPLATE_DIR}/closed.html", {"session": session})
+        return render(request, "verification_link/sandbox/closed.html", {"session": session})
 
     def _invalid(self, request: HttpRequest, *, found: bool) -> HttpResponse:
         # 410 for a spent one-time link, 404 for one that never existed.
-        return render(request, f"{TEMPLATE_DIR}/invalid.html", status=410 if found else 404)
+        return render(request, "verification_link/sandbox/invalid.html", status=410 if found else 404)
 
     def _render_stage(self, request: HttpRequest, session: SandboxSession, *, error: str = "") -> HttpResponse:
         stage = _stage(session)
