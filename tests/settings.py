@@ -84,7 +84,7 @@ else:
             "NAME": ":memory:",
             "TEST": {"NAME": os.path.join(tempfile.gettempdir(), f"vl-tests-{os.getpid()}.sqlite3")},
             # How long a writer waits for the lock (Python's default is 5 s): above the longest
-            # transaction even on a loaded 2-core CI machine, as README "Which database" advises.
+            # transaction even on a loaded 2-core CI machine, as docs/databases.rst advises.
             "OPTIONS": {"timeout": 20},
         }
     }

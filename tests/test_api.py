@@ -274,7 +274,7 @@ def test_the_openapi_schema_describes_every_endpoint():
     retry = paths["/verify/api/sessions/{id}/retry/"]["post"]["responses"]
     assert {"200", "201", "409", "429"} <= set(retry)
     # Found by schemathesis: a first attempt's ``previous`` is null, which the schema must allow.
-    assert schema["components"]["schemas"]["Session"]["properties"]["previous"]["nullable"] is True
+    assert schema["components"]["schemas"]["VerificationSession"]["properties"]["previous"]["nullable"] is True
 
 
 def test_what_the_fuzzer_found_stays_fixed(api, fake_ooto, user):

@@ -1,11 +1,19 @@
 """The settings resolver (lazy, names the key to fix) and the system checks."""
 
+import json
+import logging
+import re
+from datetime import timedelta
+
 import pytest
 from django.core.checks import Tags, run_checks
 from django.test import override_settings
+from django.urls import reverse_lazy
+from django.utils import timezone
 
-from verification_link import conf
+from verification_link import conf, services
 from verification_link.exceptions import ConfigurationError
+from verification_link.models import VerificationSession
 from verification_link.providers import get_provider
 
 OOTO = {"BACKEND": "verification_link.providers.ooto.OotoProvider", "APP_ID": "id", "APP_KEY": "key"}
@@ -161,3 +169,117 @@ def test_check_messages_never_contain_secrets():
         messages = vl_checks()
     assert messages
     assert all("TOPSECRET" not in f"{m.msg} {m.hint}" for m in messages)
+
+
+# -- what worked before the table still works (issue 17 review) -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "used"),
+    [
+        ("POLL_INTERVAL", 10.0, 10),
+        ("POLL_MAX_INTERVAL", 300.0, 300),
+        ("EXPIRY_GRACE", 300.0, 300),
+        ("API_RETRY_AFTER", 30.0, 30),
+        ("CONNECT_TIMEOUT", "2.5", 2.5),
+        ("RETURN_READ_TIMEOUT", "1.5", 1.5),
+        ("READ_TIMEOUT", 20, 20),
+        ("EXPIRY_LAST_CHECK", 0, False),
+        ("EXPIRY_LAST_CHECK", 1, True),
+        ("DEFAULT_NEXT_URL", reverse_lazy("admin:index"), "/admin/"),
+    ],
+)
+def test_values_that_worked_before_pass_the_check_and_are_used(name, value, used, caplog):
+    with with_settings(**{name: value}), caplog.at_level(logging.ERROR, logger="verification_link.conf"):
+        assert vl_checks() == []
+        got = conf.get(name)
+    assert got == used
+    assert type(got) is type(used)
+    assert caplog.records == []
+
+
+def with_site_settings(**changes):
+    """The test settings (the fake OOTO's credentials) with ``changes``."""
+    return override_settings(VERIFICATION_LINK={**conf.user_settings(), **changes})
+
+
+def test_a_lazy_next_url_leads_back_to_the_site(client, fake_ooto, user):
+    with with_site_settings(DEFAULT_NEXT_URL=reverse_lazy("admin:index")):
+        session = services.start_verification(user=user)
+        fake_ooto.complete(session)
+        VerificationSession.objects.filter(pk=session.pk).update(next_poll_at=timezone.now() - timedelta(seconds=1))
+        client.force_login(user)
+        response = client.get(f"/verify/s/{session.pk}/return/")
+    assert (response.status_code, response["Location"]) == (302, "/admin/")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("TASKS", "Celery"),
+        ("POLL_INTERVAL", "ten"),
+        ("CONNECT_TIMEOUT", "nan"),
+        ("API_RETRY_AFTER", -1),
+        ("DEFAULT_NEXT_URL", 12345),
+        ("EXPIRY_LAST_CHECK", "False"),
+    ],
+)
+def test_a_wrong_value_of_a_key_that_guards_nothing_is_logged_and_the_default_used(name, value, caplog):
+    with with_settings(**{name: value}):
+        assert [(m.id, conf.key_path(name) in m.msg) for m in vl_checks()] == [("verification_link.E014", True)]
+        with caplog.at_level(logging.ERROR, logger="verification_link.conf"):
+            assert conf.get(name) == conf.DEFAULTS[name]
+    [record] = caplog.records
+    assert conf.key_path(name) in record.getMessage()
+    assert repr(value) not in record.getMessage()
+
+
+def test_a_lazy_value_that_fails_when_used_is_logged_and_the_default_used(caplog):
+    with with_settings(DEFAULT_NEXT_URL=reverse_lazy("no-such-page")), caplog.at_level(logging.ERROR):
+        assert conf.get("DEFAULT_NEXT_URL") is None
+    assert 'VERIFICATION_LINK["DEFAULT_NEXT_URL"]' in caplog.text
+
+
+def test_a_callback_with_a_wrong_tasks_value_answers_normally(client, fake_ooto, user, caplog):
+    session = services.start_verification(user=user, scopes=["liveness"])
+    fake_ooto.complete(session)
+    url = f"/verify/callback/ooto/{session.callback_secret}/"
+    with with_site_settings(TASKS="Celery"), caplog.at_level(logging.ERROR, logger="verification_link.conf"):
+        response = client.post(url, data=json.dumps(fake_ooto.status_body(session)), content_type="application/json")
+    assert (response.status_code, response.json()) == (202, {"status": "accepted"})
+    session.refresh_from_db()
+    assert session.status == "DONE"  # "auto" with the eager test app: confirmed inline
+    assert 'VERIFICATION_LINK["TASKS"]' in caplog.text
+
+
+def test_a_wrong_next_url_setting_still_leads_back_to_the_site(client, fake_ooto, user):
+    with with_site_settings(DEFAULT_NEXT_URL=12345):
+        session = services.start_verification(user=user)
+        fake_ooto.complete(session)
+        VerificationSession.objects.filter(pk=session.pk).update(next_poll_at=timezone.now() - timedelta(seconds=1))
+        client.force_login(user)
+        response = client.get(f"/verify/s/{session.pk}/return/")
+    assert (response.status_code, response["Location"]) == (302, f"/verify/s/{session.pk}/")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DECISION_POLICY", 42),
+        ("PUBLIC_BASE_URL", "www.example.com"),
+        ("MAX_ATTEMPTS", "lots"),
+        ("VALID_FOR_DAYS", 0),
+        ("REUSE_OPEN_SESSIONS", "False"),
+    ],
+)
+def test_a_wrong_value_of_a_guard_still_fails_closed(name, value):
+    with with_settings(**{name: value}), pytest.raises(ConfigurationError, match=re.escape(conf.key_path(name))):
+        conf.get(name)
+
+
+def test_the_message_about_a_wrong_next_url_says_what_it_must_be():
+    with with_settings(DEFAULT_NEXT_URL=["/account/"]):
+        [message] = vl_checks()
+    assert message.id == "verification_link.E014"
+    assert "URL of this site" in message.msg
+    assert "reverse_lazy" in message.msg

@@ -1,4 +1,5 @@
-"""``manage.py verification_link poll|expire|purge|refresh`` — output and exit status for cron."""
+"""``manage.py verification_link poll|expire|purge|refresh`` — summaries and exit status for cron
+(progress and verbosity: tests/test_management_output.py; bad arguments: tests/test_management_usage.py)."""
 
 from datetime import timedelta
 
@@ -13,11 +14,14 @@ pytestmark = pytest.mark.django_db
 
 
 def run(*args):
+    """The command's last stdout line (its summary); the progress lines before it are
+    tests/test_management_output.py's concern."""
     from io import StringIO
 
     out = StringIO()
     call_command("verification_link", *args, stdout=out)
-    return out.getvalue().strip()
+    lines = out.getvalue().strip().splitlines()
+    return lines[-1] if lines else ""
 
 
 def make_due(fake_ooto, user, n=2):

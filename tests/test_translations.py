@@ -16,8 +16,11 @@ from pathlib import Path
 
 import pytest
 
+import verification_link
+
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = ROOT / "verification_link"
+#: The package imported (in the sdist stage: the one installed from the sdist, the source tree removed).
+PACKAGE = Path(verification_link.__file__).resolve().parent
 #: Each translated source tree, and the fewest messages it has (a catalogue emptied by mistake fails).
 CATALOGUES = {"package": (PACKAGE, 300), "example": (ROOT / "example_project" / "demo", 30)}
 LANGUAGES = ("ar", "fr", "es")

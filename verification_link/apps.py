@@ -14,6 +14,10 @@ class VerificationLinkConfig(AppConfig):
             checks,  # noqa: F401  (registers the system checks)
             providers,  # noqa: F401  (connects the settings-changed cache reset)
         )
+        from .logfields import install_log_fields
         from .logsafe import install_log_filters
+        from .metrics import install_metrics
 
         install_log_filters()
+        install_log_fields()  # session_id, provider, source on every record of ours
+        install_metrics()  # Prometheus, when prometheus_client is installed

@@ -7,17 +7,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from django.contrib.auth.views import redirect_to_login
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 
 from .exceptions import ConfigurationError
 from .services import is_verified
 from .views.common import back_to_site
+
+if TYPE_CHECKING:
+    from django.views import View
+
+    _ViewBase = View  # the mixin goes first among a class-based view's bases
+else:
+    _ViewBase = object
 
 logger = logging.getLogger("verification_link.decorators")
 
@@ -59,14 +66,14 @@ def verification_required(view: Callable[..., HttpResponse] | None = None, *, pr
     return decorate(view) if view is not None else decorate
 
 
-class VerificationRequiredMixin:
+class VerificationRequiredMixin(_ViewBase):
     """``verification_required`` for a class-based view: put it first among the bases. Set
     ``verification_provider`` to require a verification at that alias."""
 
     verification_provider: str | None = None
 
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         refused = _refused(request, self.verification_provider)
         if refused is not None:
             return refused
-        return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
+        return super().dispatch(request, *args, **kwargs)

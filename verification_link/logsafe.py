@@ -27,6 +27,8 @@ from urllib.parse import urlsplit
 from django.core.signals import got_request_exception
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from .metrics import observe_inbound
+
 logger = logging.getLogger("verification_link.views")
 
 HIDDEN = "[hidden]"
@@ -79,7 +81,7 @@ def inbound_endpoint(*secret_kwargs: str) -> Callable[[Callable[..., HttpRespons
             response._has_been_logged = True  # type: ignore[attr-defined]
             return response
 
-        return endpoint
+        return observe_inbound(endpoint)  # its log fields, and its verdict counted
 
     return decorate
 
@@ -105,7 +107,7 @@ def _provider_hosts() -> set[str]:
     from . import conf
     from .providers import get_provider
 
-    hosts = set()
+    hosts: set[str] = set()
     try:
         aliases = list(conf.providers())
     except Exception:  # a settings problem is reported by the checks; a log line must never fail

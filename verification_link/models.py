@@ -48,7 +48,7 @@ class VerificationSession(models.Model):
     FINAL_STATUSES = frozenset({Status.DONE, Status.FAILED, Status.EXPIRED, Status.CANCELED})
     OPEN_STATUSES = frozenset({Status.CREATED, Status.CAPTCHA_OK, Status.IN_PROGRESS})
     # Status only moves forward along this order; every final status shares the last rank.
-    STATUS_RANK = {
+    STATUS_RANK: dict[str, int] = {
         Status.CREATED: 0,
         Status.CAPTCHA_OK: 1,
         Status.IN_PROGRESS: 2,
@@ -165,6 +165,15 @@ class VerificationSession(models.Model):
                 fields=["status", "-created_at"], name="vl_session_review_queue", condition=Q(decision="review")
             ),
             models.Index(fields=["provider", "-created_at"], name="vl_session_provider"),
+            # The admin overview: sessions finished in a period, by provider and outcome, and how
+            # long they took — every column it reads, so its aggregates never visit the table.
+            models.Index(
+                fields=["finished_at", "provider", "status", "decision", "created_at"], name="vl_session_finished"
+            ),
+            # Its outcomes again, in the order of their GROUP BY: SQLite reads the period of each
+            # (provider, status, decision) as a skip-scan of this index, already grouped, where
+            # ``vl_session_finished`` has it sort every row of the period first.
+            models.Index(fields=["provider", "status", "decision", "finished_at"], name="vl_session_outcomes"),
             # The lapse sweep: approved sessions whose validity has not been seen to end.
             models.Index(
                 fields=["finished_at"], name="vl_session_lapse_due", condition=Q(decision="approved", lapsed_at=None)
@@ -288,6 +297,15 @@ class VerificationEvent(models.Model):
             models.Index(fields=["session", "created_at"], name="vl_event_session"),
             models.Index(fields=["kind", "-created_at"], name="vl_event_kind"),
             models.Index(fields=["-created_at"], name="vl_event_created"),
+            # The admin overview's "where flows were abandoned": each session's one applied move to
+            # EXPIRED or CANCELED, and the status it left (``old_status``).
+            models.Index(
+                # ``applied`` too, though its condition fixes it: SQLite reads a column the
+                # condition names from the table unless the index holds it.
+                fields=["created_at", "old_status", "new_status", "applied"],
+                name="vl_event_abandoned",
+                condition=Q(applied=True, new_status__in=["EXPIRED", "CANCELED"]),
+            ),
         ]
         constraints = [
             models.UniqueConstraint(fields=["provider", "delivery_id"], name="vl_event_delivery"),

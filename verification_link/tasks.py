@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from celery import current_app, shared_task
+from celery import shared_task
 from django.db import transaction
 
 from . import conf, services
@@ -115,8 +115,9 @@ def celery_in_use() -> bool:
         return mode == "celery"
     from celery import _state
 
-    app = current_app._get_current_object()
-    return app is not _state.default_app and not app.conf.task_always_eager
+    app = _state.get_current_app()  # what ``current_app`` stands for, as a ``Celery`` itself
+    # celery-types leaves out ``_state.default_app`` (Celery's fallback app, there at runtime).
+    return app is not _state.default_app and not app.conf.task_always_eager  # type: ignore[attr-defined]
 
 
 def run_later(task: Any, *args: Any, inline: Callable[..., Any]) -> None:

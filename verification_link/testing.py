@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import factory
@@ -38,6 +38,9 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from .models import VerificationEvent, VerificationSession
+
+if TYPE_CHECKING:
+    from email.message import Message
 
 __all__ = [
     "FakeOoto",
@@ -151,6 +154,7 @@ class OotoEmulator:
         return self.advance(session, Status.DONE, result=ooto_result(scopes, fine=fine))
 
     def fail(self, session: VerificationSession | str) -> dict:
+        """FAILED with a result in which every requested scope failed."""
         scopes = self.sessions[self._token(session)]["scopes"]
         return self.advance(session, Status.FAILED, result=ooto_result(scopes, fine=False))
 
@@ -166,14 +170,22 @@ class OotoEmulator:
             return {key: state[key] for key in self.status_keys}
 
     def calls(self, method: str | None = None) -> list[tuple[str, str, dict[str, str], Any]]:
+        """The calls received, ``(method, path, headers, json)`` each; only ``method``'s when given."""
         return [call for call in self.requests if method is None or call[0] == method]
 
     # -- the API --------------------------------------------------------------------------------
 
     status_keys = ("status", "scopes", "nextStep", "expiresAt", "uiHints", "returnUrl", "result")
 
-    def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes | str | None) -> tuple[int, str]:
-        """Answer one request: ``(HTTP status, JSON text)``. ``path`` is relative to ``base_url``."""
+    def handle(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str] | Message[str, str],
+        body: bytes | str | None,
+    ) -> tuple[int, str]:
+        """Answer one request: ``(HTTP status, JSON text)``. ``path`` is relative to ``base_url``.
+        ``headers`` may be the HTTP server's own (case-insensitive) header message."""
         if self.latency:
             time.sleep(self.latency)
         payload: Any = None
@@ -367,9 +379,10 @@ class OotoServer(OotoEmulator):
             def log_message(self, format: str, *args: Any) -> None:  # quiet: no tokens in test output
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        host = "127.0.0.1"
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True
-        host, port = self.httpd.server_address[:2]
+        port = self.httpd.server_address[1]  # the one the OS chose when asked for 0
         super().__init__(
             f"http://{host}:{port}",
             app_id=app_id,
@@ -394,6 +407,8 @@ class OotoServer(OotoEmulator):
 
 
 class UserFactory(factory.django.DjangoModelFactory):
+    """A user of ``AUTH_USER_MODEL``, ``user<n>`` with an e-mail address (get-or-create by username)."""
+
     class Meta:
         model = get_user_model()
         django_get_or_create = ("username",)
@@ -445,6 +460,8 @@ class VerificationSessionFactory(factory.django.DjangoModelFactory):
 
 
 class VerificationEventFactory(factory.django.DjangoModelFactory):
+    """An event of a session (a new ``VerificationSessionFactory`` one unless given): a poll by default."""
+
     class Meta:
         model = VerificationEvent
 

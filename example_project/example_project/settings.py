@@ -52,7 +52,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
-    # Before verification_link: the site's templates override the app's, as the README teaches;
+    # Before verification_link: the site's templates override the app's, as docs/handoff.rst teaches;
     # demo/templates/verification_link/base.html gives the app's pages the shop's layout.
     "demo",
     "verification_link",
@@ -123,7 +123,7 @@ else:
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": os.environ.get("VL_DEMO_DB", str(BASE_DIR / "db.sqlite3")),
             # Django's default (deferred) transactions, as a new site has them: the app takes the
-            # write lock first in each of its transactions (README, "Which database"). The sandbox
+            # write lock first in each of its transactions (docs/databases.rst). The sandbox
             # calls back into the same server from another thread: writers wait up to 20 s in turn.
             "OPTIONS": {"timeout": 20},
         }

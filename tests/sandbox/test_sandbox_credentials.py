@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from django.urls import reverse
 
+import verification_link
 from verification_link.sandbox import conf as sandbox_conf
 from verification_link.sandbox.conf import sandbox_setting
 from verification_link.sandbox.credentials import CREDENTIAL_NAMES, EMULATOR_CREDENTIALS, sandbox_credentials
@@ -84,7 +85,7 @@ def test_explicit_settings_still_override(settings):
 
 def test_the_fixed_strings_are_gone():
     assert not set(FIXED) & {str(value) for value in sandbox_conf.DEFAULTS.values()}
-    package = ROOT / "verification_link"
+    package = Path(verification_link.__file__).resolve().parent
     for path in package.rglob("*.py"):
         text = path.read_text()
         for fixed in FIXED:

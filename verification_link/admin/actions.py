@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -26,6 +26,14 @@ from ..exceptions import InvalidTransition, ProviderError
 from ..models import VerificationSession
 from ..results import REDACTED, can_view_sensitive, redact
 from .display import SETTLED_DECISIONS, Decision, Status, session_label
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
+
+    # A mixin of ``VerificationSessionAdmin``: typed as the ``ModelAdmin`` it is mixed into.
+    _AdminBase = admin.ModelAdmin[VerificationSession]
+else:
+    _AdminBase = object
 
 
 class NoteForm(forms.Form):
@@ -57,8 +65,8 @@ class SessionAction:
     def __init__(
         self,
         name: str,
-        title: str,
-        verb: str,
+        title: StrOrPromise,
+        verb: StrOrPromise,
         apply: Callable[..., str],
         *,
         needs_note: bool = False,
@@ -170,8 +178,14 @@ ACTIONS = {
 }
 
 
-class SessionActions:
+class SessionActions(_AdminBase):
     """The actions, their URLs and confirmation pages, of ``VerificationSessionAdmin``."""
+
+    action_template: str  # the confirmation page, set by the admin class
+
+    def _url_prefix(self) -> str:
+        """What the admin's URL names of this model start with (``admin:<prefix>_change``)."""
+        return f"{self.opts.app_label}_{self.opts.model_name}"
 
     def get_urls(self) -> list[Any]:
         prefix = self._url_prefix()
@@ -201,7 +215,12 @@ class SessionActions:
         return view
 
     def _confirm_and_apply(
-        self, request: HttpRequest, queryset: QuerySet, action: SessionAction, *, single: bool = False
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[VerificationSession],
+        action: SessionAction,
+        *,
+        single: bool = False,
     ) -> HttpResponse | None:
         """A confirmation page (with a required note for decisions, and a warning and a "change the
         existing decision" checkbox where a verdict would be replaced); on confirmation, apply the
@@ -239,7 +258,9 @@ class SessionActions:
         }
         return TemplateResponse(request, self.action_template, context)
 
-    def _decision_warnings(self, queryset: QuerySet, action: SessionAction, *, single: bool) -> list[tuple[str, str]]:
+    def _decision_warnings(
+        self, queryset: QuerySet[VerificationSession], action: SessionAction, *, single: bool
+    ) -> list[tuple[str, str]]:
         """What the confirmation of a decision must say before it is given, counted in one query:
         sessions it will skip, and sessions whose verdict it would replace (only if confirmed)."""
         decision = action.decision
@@ -386,38 +407,38 @@ class SessionActions:
             )
 
     @admin.action(description=_("Refresh selected sessions from the provider"), permissions=["change"])
-    def refresh_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+    def refresh_selected(self, request: HttpRequest, queryset: QuerySet[VerificationSession]) -> HttpResponse | None:
         return self._confirm_and_apply(request, queryset, ACTIONS["refresh"])
 
     @admin.action(description=_("Cancel selected sessions"), permissions=["change"])
-    def cancel_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[VerificationSession]) -> HttpResponse | None:
         return self._confirm_and_apply(request, queryset, ACTIONS["cancel"])
 
     @admin.action(description=_("Approve selected sessions (with a note)"), permissions=["change"])
-    def approve_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+    def approve_selected(self, request: HttpRequest, queryset: QuerySet[VerificationSession]) -> HttpResponse | None:
         return self._confirm_and_apply(request, queryset, ACTIONS["approve"])
 
     @admin.action(description=_("Reject selected sessions (with a note)"), permissions=["change"])
-    def reject_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+    def reject_selected(self, request: HttpRequest, queryset: QuerySet[VerificationSession]) -> HttpResponse | None:
         return self._confirm_and_apply(request, queryset, ACTIONS["reject"])
 
     @admin.action(description=_("Mark selected sessions for review (with a note)"), permissions=["change"])
-    def review_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+    def review_selected(self, request: HttpRequest, queryset: QuerySet[VerificationSession]) -> HttpResponse | None:
         return self._confirm_and_apply(request, queryset, ACTIONS["review"])
 
     @admin.action(description=_("Assign selected sessions to me"), permissions=["change"])
-    def assign_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+    def assign_selected(self, request: HttpRequest, queryset: QuerySet[VerificationSession]) -> HttpResponse | None:
         return self._confirm_and_apply(request, queryset, ACTIONS["assign"])
 
     @admin.action(
         description=_("Erase the identity data of the selected sessions' users (keeps status and decisions)"),
         permissions=["change"],
     )
-    def erase_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+    def erase_selected(self, request: HttpRequest, queryset: QuerySet[VerificationSession]) -> HttpResponse | None:
         return self._confirm_and_apply(request, queryset, ACTIONS["erase"])
 
     @admin.action(description=_("Export selected sessions as JSON"), permissions=["view"])
-    def export_json(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse:
+    def export_json(self, request: HttpRequest, queryset: QuerySet[VerificationSession]) -> HttpResponse:
         sensitive = can_view_sensitive(request.user)
         sessions = list(queryset.select_related("user").order_by("-created_at"))
         rows = [

@@ -4,10 +4,10 @@ as the session pages."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
-from django.contrib.admin.utils import unquote
+from django.contrib.admin.utils import flatten, unquote
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.html import format_html
@@ -18,6 +18,10 @@ from ..models import VerificationEvent, VerificationSession
 from ..results import REDACTED, can_view_sensitive
 from .display import clipped, event_change, pretty_body, pretty_json, validity_label, when, without_note
 from .listing import DateDrillDown, ProviderFilter, RefusesNulParameters, ValidityFilter
+
+if TYPE_CHECKING:
+    # What ModelAdmin's own hooks are declared to return (django-stubs' names for them).
+    from django.contrib.admin.options import _FieldGroups, _ListDisplayT
 
 
 @admin.register(VerificationEvent)
@@ -64,14 +68,15 @@ class VerificationEventAdmin(RefusesNulParameters, DateDrillDown, admin.ModelAdm
                 services.record_sensitive_view(session, request.user, where="event")
         return response
 
-    def get_list_display(self, request: HttpRequest) -> list[str]:
+    def get_list_display(self, request: HttpRequest) -> _ListDisplayT[VerificationEvent]:
         sensitive = can_view_sensitive(request.user)
         change = "change_full" if sensitive else "change_redacted"  # a review's note only with the permission
         return [change if name == "change_redacted" else name for name in self.list_display]
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> _FieldGroups:
         sensitive = can_view_sensitive(request.user)
-        fields = [
+        body = ["pretty_headers", "pretty_body", "body_truncated"] if sensitive else ["body_hidden"]
+        return [
             "session_link",
             "provider",
             "kind",
@@ -87,15 +92,11 @@ class VerificationEventAdmin(RefusesNulParameters, DateDrillDown, admin.ModelAdm
             "remote_addr",
             "actor",
             "created_at",
+            *body,
         ]
-        if sensitive:
-            fields += ["pretty_headers", "pretty_body", "body_truncated"]
-        else:
-            fields += ["body_hidden"]
-        return fields
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return self.get_fields(request, obj)
+        return flatten(self.get_fields(request, obj))
 
     @admin.display(description=_("session"), ordering="session")
     def session_link(self, obj: VerificationEvent) -> str:
@@ -128,7 +129,8 @@ class VerificationEventAdmin(RefusesNulParameters, DateDrillDown, admin.ModelAdm
 
     @admin.display(description=_("actor"), ordering="actor")
     def actor_column(self, obj: VerificationEvent) -> str:
-        return clipped(obj.actor.get_username(), width="7em") if obj.actor_id else "—"
+        actor = obj.actor  # no query when there is none (and the list selects it with the row)
+        return clipped(actor.get_username(), width="7em") if actor is not None else "—"
 
     @admin.display(description=_("data"))
     def data_redacted(self, obj: VerificationEvent) -> str:

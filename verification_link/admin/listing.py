@@ -6,17 +6,20 @@ while (``SessionListing``)."""
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import re
 from collections import Counter
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.options import IS_POPUP_VAR
 from django.contrib.admin.views.main import ChangeList
+from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.db.models import BooleanField, Case, Count, Exists, Q, QuerySet, Value, When
@@ -32,15 +35,23 @@ from .. import conf
 from ..models import VerificationSession
 from .display import VALIDITY, Decision, Status
 
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
-class RefusesNulParameters:
+    # Mixins of the ModelAdmins (sessions and events): typed as the ModelAdmin they are mixed into.
+    _AdminBase = admin.ModelAdmin[Any]
+else:
+    _AdminBase = object
+
+
+class RefusesNulParameters(_AdminBase):
     """A 400 for a list URL with a NUL in its query string: Django's list filters hand
     ``?status=%00`` straight to the database, and PostgreSQL refuses NUL in a parameter (a 500)."""
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         if any("\x00" in key or any("\x00" in value for value in values) for key, values in request.GET.lists()):
             return HttpResponseBadRequest(_("A query parameter contains a NUL character."))
-        return super().changelist_view(request, extra_context)  # type: ignore[misc]
+        return super().changelist_view(request, extra_context)
 
 
 class ProviderFilter(admin.SimpleListFilter):
@@ -63,7 +74,7 @@ class QueueFilter(admin.SimpleListFilter):
     title = _("review queue")
     parameter_name = "queue"
 
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, StrOrPromise]]:
         return [("mine", _("My queue")), ("unassigned", _("Awaiting review, unassigned"))]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
@@ -93,16 +104,24 @@ class CappedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        return min(self.object_list.order_by()[: self.CAP + 1].count(), self.CAP)
+        rows = cast("QuerySet[Any]", self.object_list)  # the admin paginates its change list's queryset
+        return min(rows.order_by()[: self.CAP + 1].count(), self.CAP)
+
+
+def list_context(response: HttpResponse) -> dict[str, Any] | None:
+    """The context of a list page about to be rendered, the change list in it (``cl``); None for a
+    redirect, an action's page or anything else ``changelist_view`` may answer."""
+    if isinstance(response, TemplateResponse) and not response.is_rendered:
+        context = response.context_data
+        if context and "cl" in context:
+            return context
+    return None
 
 
 def changelist_of(response: HttpResponse) -> ChangeList | None:
-    """The change list of a list page about to be rendered; None for a redirect, an action's page
-    or anything else ``changelist_view`` may answer."""
-    context = getattr(response, "context_data", None)
-    if isinstance(response, TemplateResponse) and not response.is_rendered and context and "cl" in context:
-        return context["cl"]
-    return None
+    """The change list of a list page about to be rendered (``list_context``), or None."""
+    context = list_context(response)
+    return context["cl"] if context is not None else None
 
 
 def _local(year: int, month: int = 1, day: int = 1) -> datetime:
@@ -215,16 +234,16 @@ def _year_of(value: datetime | date) -> int:
     return value.year
 
 
-class DateDrillDown:
+class DateDrillDown(_AdminBase):
     """The date drill-down of a change list with ``date_hierarchy``, from ``month_links`` over the
     filtered rows (``vl_dates`` in the template; ``admin/verification_link/date_drilldown.html``
     renders it instead of Django's own)."""
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        response = super().changelist_view(request, extra_context)  # type: ignore[misc]
-        cl = changelist_of(response)
-        if cl is not None and self.date_hierarchy:  # type: ignore[attr-defined]
-            response.context_data["vl_dates"] = month_links(request, self.date_hierarchy, cl.queryset)  # type: ignore[attr-defined]
+        response = super().changelist_view(request, extra_context)
+        context = list_context(response)
+        if context is not None and self.date_hierarchy:
+            context["vl_dates"] = month_links(request, self.date_hierarchy, context["cl"].queryset)
         return response
 
 
@@ -236,12 +255,12 @@ class SessionListing(DateDrillDown):
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         title = {}
         if IS_POPUP_VAR not in request.GET:  # read-only rows: staff view sessions here, never edit them
-            title = {"title": gettext("Select %s to view") % self.opts.verbose_name}  # type: ignore[attr-defined]
+            title = {"title": gettext("Select %s to view") % self.opts.verbose_name}
         response = super().changelist_view(request, {**title, **(extra_context or {})})
-        cl = changelist_of(response)
-        if cl is not None:
-            summary, counted_at = self.cached_summary(request, cl)
-            response.context_data.update(
+        context = list_context(response)
+        if context is not None:
+            summary, counted_at = self.cached_summary(request, context["cl"])
+            context.update(
                 vl_summary=summary,
                 vl_summary_counted_at=counted_at,
                 vl_summary_filtered=bool(self._summary_key_params(request)),
@@ -254,7 +273,7 @@ class SessionListing(DateDrillDown):
         term = search_term.replace("\x00", "").strip()  # PostgreSQL refuses NUL in parameters
         if not term:
             return queryset, False
-        User = VerificationSession._meta.get_field("user").related_model
+        User = get_user_model()  # the model of VerificationSession.user (AUTH_USER_MODEL)
         username = User.USERNAME_FIELD
         users = User.objects.filter(Q(**{f"{username}__icontains": term}) | Q(email__icontains=term))
         user_ids = list(users.values_list("pk", flat=True)[:500])
@@ -273,20 +292,19 @@ class SessionListing(DateDrillDown):
     ) -> tuple[list[dict[str, Any]], datetime]:
         """``summary()`` — of the list as ``cl`` filters it, when given — and when it was counted,
         reused for ``summary_cache_seconds``."""
+        count: Callable[[], dict[str, dict[str, int]]]
         if request is None or cl is None:
             count, params, filters = self._summary_counts, QueryDict(), []
         else:
             params, filters = request.GET, self._summary_key_params(request)
-
-            def count() -> dict[str, dict[str, int]]:
-                return self._faceted_counts(request, cl)
+            count = functools.partial(self._faceted_counts, request, cl)
 
             if request.GET.get(QueueFilter.parameter_name) == "mine":
                 filters.append(("user", str(request.user.pk)))  # "my queue" differs per reviewer
         if not self.summary_cache_seconds:
             return self._summary_rows(count(), params), timezone.now()
         digest = hashlib.sha256(urlencode(filters).encode()).hexdigest()[:32]
-        key = f"verification_link:admin-summary:{self.opts.label_lower}:{digest}"  # type: ignore[attr-defined]
+        key = f"verification_link:admin-summary:{self.opts.label_lower}:{digest}"
         cached = cache.get(key)
         if cached is None:
             cached = (count(), timezone.now())

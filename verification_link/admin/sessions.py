@@ -4,15 +4,16 @@ action mixins."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.contrib.admin.utils import unquote
+from django.contrib.admin.utils import flatten_fieldsets, unquote
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -23,10 +24,20 @@ from ..results import can_view_sensitive
 from .actions import ACTIONS, SessionActions, decision_refusal
 from .display import SETTLED_DECISIONS, SessionDisplay, clipped, scopes_text, session_label, status_badge, when
 from .listing import CappedCountPaginator, ProviderFilter, QueueFilter, RefusesNulParameters, SessionListing
+from .overview import SessionOverview
+
+if TYPE_CHECKING:
+    from django.contrib.admin.options import _FieldOpts, _FieldsetSpec  # django-stubs' names
+    from django_stubs_ext import StrOrPromise
+
+#: Django 4.2 heads its row checkbox column with the select-all toggle; later versions have none.
+_SELECT_ALL_HEADER = getattr(admin.ModelAdmin.action_checkbox, "short_description", None)
 
 
 @admin.register(VerificationSession)
-class VerificationSessionAdmin(RefusesNulParameters, SessionListing, SessionDisplay, SessionActions, admin.ModelAdmin):
+class VerificationSessionAdmin(
+    RefusesNulParameters, SessionListing, SessionDisplay, SessionOverview, SessionActions, admin.ModelAdmin
+):
     # Narrow columns (the list fits 1280 px beside the navigation and the filters): the provider
     # under the user, the next step under the status, the expiry or end under the creation time.
     list_display = (
@@ -91,12 +102,12 @@ class VerificationSessionAdmin(RefusesNulParameters, SessionListing, SessionDisp
         return {**super().get_model_perms(request), "change": False}
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return [name for fieldset in self.get_fieldsets(request, obj) for name in fieldset[1]["fields"]]
+        return flatten_fieldsets(self.get_fieldsets(request, obj))
 
-    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list[tuple[Any, dict[str, Any]]]:
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> _FieldsetSpec:
         sensitive = can_view_sensitive(request.user)
         note = "review_note" if sensitive else "review_note_hidden"
-        fieldsets: list[tuple[Any, dict[str, Any]]] = [
+        fieldsets: list[tuple[StrOrPromise | None, _FieldOpts]] = [
             (
                 None,
                 {
@@ -199,12 +210,10 @@ class VerificationSessionAdmin(RefusesNulParameters, SessionListing, SessionDisp
             buttons.append({"title": title, "url": reverse(f"admin:{self._url_prefix()}_{action.name}", args=[obj.pk])})
         return buttons
 
-    def _url_prefix(self) -> str:
-        return f"{self.opts.app_label}_{self.opts.model_name}"
-
     # -- list ----------------------------------------------------------------------------------------------
 
-    def action_checkbox(self, obj: VerificationSession) -> str:
+    @admin.display(description=_SELECT_ALL_HEADER)
+    def action_checkbox(self, obj: VerificationSession) -> SafeString:
         """Django's row checkbox, written out instead of rendered through the form-widget templates:
         that cost as much as the rest of the row (``benchmarks/admin.py``; same markup, same JS)."""
         label = format_html(gettext("Select this object for an action - {}"), str(obj))
@@ -215,9 +224,6 @@ class VerificationSessionAdmin(RefusesNulParameters, SessionListing, SessionDisp
             label,
         )
 
-    if hasattr(admin.ModelAdmin.action_checkbox, "short_description"):  # Django 4.2: the header's toggle
-        action_checkbox.short_description = admin.ModelAdmin.action_checkbox.short_description
-
     @admin.display(description=_("id"), ordering="id")
     def short_id(self, obj: VerificationSession) -> str:
         return obj.short_id
@@ -225,8 +231,9 @@ class VerificationSessionAdmin(RefusesNulParameters, SessionListing, SessionDisp
     @admin.display(description=_("user"), ordering="user")
     def user_column(self, obj: VerificationSession) -> str:
         """The user (cut to the column, whole in the tooltip) and the provider alias below."""
-        user = clipped(obj.user.get_username()) if obj.user_id else "—"
-        return format_html('{}<span class="vl-sub">{}</span>', user, clipped(obj.provider))
+        user = obj.user  # no query when there is none (and the list selects it with the row)
+        name = clipped(user.get_username()) if user is not None else "—"
+        return format_html('{}<span class="vl-sub">{}</span>', name, clipped(obj.provider))
 
     @admin.display(description=_("status"), ordering="status")
     def status_column(self, obj: VerificationSession) -> str:

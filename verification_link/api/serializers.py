@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.urls import reverse
@@ -15,11 +15,18 @@ from ..exceptions import ConfigurationError
 from ..models import VerificationSession
 from ..providers import get_provider
 from ..results import summary
+from .schema import COMPONENT_PREFIX, EnumChoiceField
+
+# Every schema component is named with COMPONENT_PREFIX (``ref_name``, which drf-spectacular honours),
+# so none collides with a site's own ``Session`` or ``Error``.
 
 
 class CheckSummarySerializer(serializers.Serializer):
     passed = serializers.BooleanField(allow_null=True, help_text="The provider's verdict; null when missing.")
     score = serializers.FloatField(allow_null=True)
+
+    class Meta:
+        ref_name = f"{COMPONENT_PREFIX}CheckSummary"
 
 
 class SessionSerializer(serializers.ModelSerializer):
@@ -27,21 +34,28 @@ class SessionSerializer(serializers.ModelSerializer):
     secret — only while the session is open and only to its owner; ``decision`` and ``result`` (a
     per-check summary) only once it is final."""
 
-    next_step = serializers.ChoiceField(
+    status = EnumChoiceField(
+        choices=VerificationSession.Status.choices,
+        read_only=True,
+        component_name=f"{COMPONENT_PREFIX}StatusEnum",
+    )
+    next_step = EnumChoiceField(
         choices=VerificationSession.NextStep.choices,
         allow_blank=True,
         read_only=True,
+        component_name=f"{COMPONENT_PREFIX}NextStepEnum",
         help_text="The step the user is at; blank when unknown or finished.",
     )
     url = serializers.SerializerMethodField(help_text="The one-time hand-off link while open (owner only).")
     qr_url = serializers.SerializerMethodField(help_text="SVG QR code of the link while open (owner only).")
     decision = serializers.SerializerMethodField()
     result = serializers.SerializerMethodField(help_text="Per requested check: passed and score, once final.")
-    previous = serializers.PrimaryKeyRelatedField(
+    previous: serializers.PrimaryKeyRelatedField[VerificationSession] = serializers.PrimaryKeyRelatedField(
         read_only=True, allow_null=True, help_text="The attempt this one replaces (a retry), or null."
     )
 
     class Meta:
+        ref_name = COMPONENT_PREFIX
         model = VerificationSession
         fields = [
             "id",
@@ -88,9 +102,13 @@ try:
 
     extend_schema_field(serializers.URLField(allow_null=True))(SessionSerializer.get_url)
     extend_schema_field(serializers.URLField(allow_null=True))(SessionSerializer.get_qr_url)
-    extend_schema_field(serializers.ChoiceField(choices=VerificationSession.Decision.values, allow_null=True))(
-        SessionSerializer.get_decision
-    )
+    extend_schema_field(
+        EnumChoiceField(
+            choices=VerificationSession.Decision.choices,
+            allow_null=True,
+            component_name=f"{COMPONENT_PREFIX}DecisionEnum",
+        )
+    )(SessionSerializer.get_decision)
     extend_schema_field(serializers.DictField(child=CheckSummarySerializer(), allow_null=True))(
         SessionSerializer.get_result
     )
@@ -103,11 +121,14 @@ class SessionCreateSerializer(serializers.Serializer):
     The choices of ``provider`` are ``USER_PROVIDERS`` (read when the form is built), those of
     ``scopes`` what these aliases support. Staff code calls the services with any alias."""
 
-    provider = serializers.ChoiceField(
-        choices=[], required=False, help_text="A provider alias the site lets users pick (USER_PROVIDERS)."
+    provider = EnumChoiceField(
+        choices=[],
+        required=False,
+        component_name=f"{COMPONENT_PREFIX}ProviderEnum",
+        help_text="A provider alias the site lets users pick (USER_PROVIDERS).",
     )
     scopes = serializers.ListField(
-        child=serializers.ChoiceField(choices=[]),
+        child=EnumChoiceField(choices=[], component_name=f"{COMPONENT_PREFIX}ScopeEnum"),
         required=False,
         max_length=8,
         help_text="Checks to run (those the provider supports); default: the alias's SCOPES.",
@@ -122,18 +143,21 @@ class SessionCreateSerializer(serializers.Serializer):
         help_text="Where to send the user after the flow: a path of this site, e.g. /account/.",
     )
 
+    class Meta:
+        ref_name = f"{COMPONENT_PREFIX}Create"
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Read (and validated) once per form: validate() picks among the very same aliases.
         self.user_providers = aliases = conf.user_providers()
-        self.fields["provider"].choices = aliases
+        cast(EnumChoiceField, self.fields["provider"]).choices = aliases
         scopes: list[str] = []
         for alias in aliases:
             try:
                 scopes += [scope for scope in get_provider(alias).supported_scopes if scope not in scopes]
             except ConfigurationError:
                 continue
-        self.fields["scopes"].child.choices = scopes
+        cast(EnumChoiceField, cast(serializers.ListField, self.fields["scopes"]).child).choices = scopes
 
     def validate_metadata(self, value: dict) -> dict:
         import json
@@ -184,5 +208,12 @@ class SessionCreateSerializer(serializers.Serializer):
 class ErrorSerializer(serializers.Serializer):
     """Every error the API answers (validation errors list the fields instead)."""
 
-    code = serializers.CharField()
-    detail = serializers.CharField()
+    code = serializers.CharField(
+        help_text="What went wrong, for programs: provider_unavailable, unavailable, provider_rejected, "
+        "provider_auth, invalid_transition, too_many_attempts, or DRF's own (not_authenticated, "
+        "permission_denied, not_found, throttled, parse_error, ...)."
+    )
+    detail = serializers.CharField(help_text="What went wrong, for people.")
+
+    class Meta:
+        ref_name = f"{COMPONENT_PREFIX}Error"

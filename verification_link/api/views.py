@@ -7,19 +7,20 @@
 - Throttled with the scope ``verification_link`` (``DEFAULT_THROTTLE_RATES["verification_link"]``,
   else ``VERIFICATION_LINK["API_THROTTLE_RATE"]``).
 - Provider failures: unavailable → 503 with ``Retry-After``; refused → 502; each ``{code, detail}``.
+- The site's ``DEFAULT_PAGINATION_CLASS``/``PAGE_SIZE`` (``.pagination``) and ``EXCEPTION_HANDLER``
+  (``.exceptions``: our own errors keep ``{code, detail}``) apply.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings as django_settings
 from django.db.models import QuerySet
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, NotFound, ParseError, Throttled
-from rest_framework.pagination import PageNumberPagination
+from rest_framework.exceptions import APIException, NotFound, ParseError
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -38,38 +39,20 @@ from ..exceptions import (
 )
 from ..jsonbody import InvalidJSON, parse_json
 from ..models import VerificationEvent, VerificationSession
-from .schema import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from .exceptions import (
+    ConflictError,
+    MisconfiguredError,
+    ProviderRefusedError,
+    ProviderUnavailableError,
+    TooManyAttemptsError,
+    exception_handler,
+    handler_for_our_views,
+)
+from .pagination import SessionPagination, SitePaginationClass
+from .schema import OpenApiParameter, OpenApiResponse, VerificationLinkSchema, extend_schema_view, operation
 from .serializers import ErrorSerializer, SessionCreateSerializer, SessionSerializer
 
 logger = logging.getLogger("verification_link.api")
-
-Source = VerificationEvent.Source
-
-
-class ProviderUnavailableError(APIException):
-    status_code = 503
-    default_code = "provider_unavailable"
-    default_detail = "The verification provider is unavailable; try again later."
-
-
-class MisconfiguredError(APIException):
-    """The site's settings are wrong (named in the log, never in the answer)."""
-
-    status_code = 503
-    default_code = "unavailable"
-    default_detail = "Verification cannot be started at the moment."
-
-
-class ProviderRefusedError(APIException):
-    status_code = 502
-    default_code = "provider_rejected"
-    default_detail = "The verification provider refused the request."
-
-
-class ConflictError(APIException):
-    status_code = 409
-    default_code = "invalid_transition"
-    default_detail = "Not possible in the session's current status."
 
 
 class StrictJSONParser(JSONParser):
@@ -90,18 +73,6 @@ class StrictJSONParser(JSONParser):
             raise ParseError(f"JSON parse error - {exc}") from None
 
 
-class SessionPagination(PageNumberPagination):
-    """Page numbers; ``page`` must be a whole number when given (an empty one is not page 1)."""
-
-    page_size = 20
-
-    def get_page_number(self, request: Request, paginator: Any) -> Any:
-        raw = request.query_params.get(self.page_query_param)
-        if raw is not None and not raw.isdigit():
-            raise NotFound("Invalid page.")
-        return super().get_page_number(request, paginator)
-
-
 class VerificationLinkThrottle(ScopedRateThrottle):
     """``ScopedRateThrottle`` whose rate falls back to our setting when the site defines none."""
 
@@ -109,17 +80,29 @@ class VerificationLinkThrottle(ScopedRateThrottle):
 
     def get_rate(self) -> str | None:
         rates = api_settings.DEFAULT_THROTTLE_RATES or {}
-        return rates.get(self.scope) or conf.guarded("API_THROTTLE_RATE")
+        rate = rates.get(self.scope) if self.scope else None
+        return cast("str | None", rate or conf.guarded("API_THROTTLE_RATE"))
+
+
+def _error(description: str) -> Any:
+    """An error answer of the schema: our ``{code, detail}`` and when it happens."""
+    return OpenApiResponse(ErrorSerializer, description=description) if OpenApiResponse is not None else None
 
 
 ERRORS = {
-    400: OpenApiResponse(description="Invalid input: the fields and their errors.") if OpenApiResponse else None,
-    401: ErrorSerializer,
-    403: ErrorSerializer,
-    404: ErrorSerializer,
-    429: ErrorSerializer,
+    400: OpenApiResponse(description="Invalid input: the fields and their errors.")
+    if OpenApiResponse is not None
+    else None,
+    401: _error("Not authenticated, where an authentication class of the site answers 401."),
+    403: _error("Not authenticated (session authentication), or refused by a permission class."),
+    404: _error("No such session, someone else's, or no such page."),
+    429: _error("Throttled (scope verification_link) or too many attempts; Retry-After says when."),
 }
-PROVIDER_ERRORS = {502: ErrorSerializer, 503: ErrorSerializer}
+PROVIDER_ERRORS = {
+    502: _error("The provider refused the request or our credentials."),
+    503: _error("The provider is unavailable (Retry-After), or the site's settings allow no start."),
+}
+CONFLICT = {409: _error("Not possible in the session's current status.")}
 
 
 def _provider_error(exc: ProviderError) -> APIException:
@@ -133,14 +116,15 @@ def _provider_error(exc: ProviderError) -> APIException:
 
 
 @extend_schema_view(
-    list=extend_schema(
+    list=operation(
+        "sessions_list",
         summary="The caller's sessions, newest first",
         parameters=[OpenApiParameter("status", str, enum=VerificationSession.Status.values)]
-        if OpenApiParameter
+        if OpenApiParameter is not None
         else [],
         responses={200: SessionSerializer(many=True), **ERRORS},
     ),
-    retrieve=extend_schema(summary="One session", responses={200: SessionSerializer, **ERRORS}),
+    retrieve=operation("sessions_retrieve", summary="One session", responses={200: SessionSerializer, **ERRORS}),
 )
 class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = SessionSerializer
@@ -149,16 +133,17 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     throttle_scope = "verification_link"
     lookup_value_regex = "[^/]+"  # anything: a malformed id is a JSON 404 from get_object, not an HTML one
     parser_classes = [StrictJSONParser]
-    pagination_class = SessionPagination
+    pagination_class = SitePaginationClass()
+    schema = VerificationLinkSchema()
 
     def get_exception_handler(self) -> Any:
-        return exception_handler
+        return handler_for_our_views()
 
     def get_queryset(self) -> QuerySet:
         queryset = VerificationSession.objects.order_by("-created_at")
         user = self.request.user
         if not user.has_perm("verification_link.view_verificationsession"):
-            queryset = queryset.filter(user=user)
+            queryset = queryset.filter(user_id=user.pk) if user.pk is not None else queryset.none()
         if self.action == "list":
             status_filter = self.request.query_params.get("status")
             if status_filter is not None:
@@ -182,7 +167,8 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             raise NotFound  # staff who may only look, and everybody else
         return session
 
-    @extend_schema(
+    @operation(
+        "sessions_create",
         summary="Start a session",
         description="201 with a new session; 200 with the caller's open session at the same provider and "
         "scopes (REUSE_OPEN_SESSIONS); 429 with Retry-After past MAX_ATTEMPTS.",
@@ -210,31 +196,34 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             logger.error("api: start refused by the settings: %s", exc)
             raise MisconfiguredError() from None
         except TooManyAttempts as exc:
-            detail = "Too many verification attempts; try again later."
-            raise Throttled(wait=exc.retry_after, detail=detail, code="too_many_attempts") from None
+            raise TooManyAttemptsError(wait=exc.retry_after) from None
         # The user's open session at the same provider and scopes, returned again (REUSE_OPEN_SESSIONS).
         code = status.HTTP_200_OK if session.reused else status.HTTP_201_CREATED
         return Response(self.get_serializer(session).data, status=code)
 
-    @extend_schema(
-        summary="Ask the provider now", request=None, responses={200: SessionSerializer, **ERRORS, **PROVIDER_ERRORS}
+    @operation(
+        "sessions_refresh",
+        summary="Ask the provider now",
+        request=None,
+        responses={200: SessionSerializer, **ERRORS, **PROVIDER_ERRORS},
     )
     @action(detail=True, methods=["post"])
     def refresh(self, request: Request, pk: str | None = None) -> Response:
         session = self._actionable()
         try:
-            session = services.refresh_session(session, source=Source.API, by=request.user)
+            session = services.refresh_session(session, source=VerificationEvent.Source.API, by=request.user)
         except ProviderError as exc:
             raise _provider_error(exc) from None
         return Response(self.get_serializer(session).data)
 
-    @extend_schema(
+    @operation(
+        "sessions_retry",
         summary="Try again",
         description="The owner's new attempt after a failed, rejected or resubmission-requested session, "
         "linked to it (previous): 201 with the new session; 200 with the one that already replaced it; "
         "409 when the session cannot be retried; 429 with Retry-After past MAX_ATTEMPTS.",
         request=None,
-        responses={201: SessionSerializer, 200: SessionSerializer, 409: ErrorSerializer, **ERRORS, **PROVIDER_ERRORS},
+        responses={201: SessionSerializer, 200: SessionSerializer, **CONFLICT, **ERRORS, **PROVIDER_ERRORS},
     )
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk: str | None = None) -> Response:
@@ -255,33 +244,25 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             logger.error("api: retry refused by the settings: %s", exc)
             raise MisconfiguredError() from None
         except TooManyAttempts as exc:
-            detail = "Too many verification attempts; try again later."
-            raise Throttled(wait=exc.retry_after, detail=detail, code="too_many_attempts") from None
+            raise TooManyAttemptsError(wait=exc.retry_after) from None
         code = status.HTTP_200_OK if retry.reused else status.HTTP_201_CREATED
         return Response(self.get_serializer(retry).data, status=code)
 
-    @extend_schema(
+    @operation(
+        "sessions_cancel",
         summary="Cancel an open session",
         request=None,
-        responses={200: SessionSerializer, 409: ErrorSerializer, **ERRORS},
+        responses={200: SessionSerializer, **CONFLICT, **ERRORS},
     )
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
         session = self._actionable()
         try:
-            session = services.cancel_session(session, by=request.user, source=Source.API)
+            session = services.cancel_session(session, by=request.user, source=VerificationEvent.Source.API)
         except InvalidTransition as exc:
             raise ConflictError(detail=str(exc)) from None
         return Response(self.get_serializer(session).data)
 
 
-def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's handler, with every non-validation error shaped ``{"code", "detail"}``."""
-    from rest_framework.views import exception_handler as drf_handler
-
-    response = drf_handler(exc, context)
-    if response is None or not isinstance(exc, APIException) or isinstance(exc, serializers.ValidationError):
-        return response
-    codes = exc.get_codes()
-    response.data = {"code": codes if isinstance(codes, str) else "error", "detail": str(exc.detail)}
-    return response
+# Importable from here as before: the handler and the page-number class moved to their own modules.
+__all__ = ["SessionPagination", "SessionViewSet", "StrictJSONParser", "exception_handler"]

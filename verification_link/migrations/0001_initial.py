@@ -316,6 +316,16 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name="verificationsession",
             index=models.Index(
+                fields=["finished_at", "provider", "status", "decision", "created_at"], name="vl_session_finished"
+            ),
+        ),
+        migrations.AddIndex(
+            model_name="verificationsession",
+            index=models.Index(fields=["provider", "status", "decision", "finished_at"], name="vl_session_outcomes"),
+        ),
+        migrations.AddIndex(
+            model_name="verificationsession",
+            index=models.Index(
                 condition=models.Q(("decision", "approved"), ("lapsed_at", None)),
                 fields=["finished_at"],
                 name="vl_session_lapse_due",
@@ -356,6 +366,14 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name="verificationevent",
             index=models.Index(fields=["-created_at"], name="vl_event_created"),
+        ),
+        migrations.AddIndex(
+            model_name="verificationevent",
+            index=models.Index(
+                condition=models.Q(("applied", True), ("new_status__in", ["EXPIRED", "CANCELED"])),
+                fields=["created_at", "old_status", "new_status", "applied"],
+                name="vl_event_abandoned",
+            ),
         ),
         migrations.AddConstraint(
             model_name="verificationevent",

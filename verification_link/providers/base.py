@@ -21,7 +21,7 @@ from django.core.checks import Warning as CheckWarning
 from django.utils.dateparse import parse_datetime
 from requests.adapters import HTTPAdapter
 
-from .. import conf
+from .. import conf, metrics
 from ..exceptions import (
     ConfigurationError,
     InvalidRequest,
@@ -32,6 +32,7 @@ from ..exceptions import (
 from ..jsonbody import parse_json
 from ..jsonbody import storable as storable  # re-exported: where it lived before jsonbody.py
 from ..webhooks import WebhookVerifier
+from .keys import COMMON_KEYS
 from .types import CheckRow, CreatedSession, CreateRequest, StatusReport, Verdict, WebhookReport
 
 if TYPE_CHECKING:
@@ -72,6 +73,9 @@ class BaseProvider:
     #: Settings keys that must be non-empty; those of them that are secrets.
     required_settings: ClassVar[tuple[str, ...]] = ()
     secret_settings: ClassVar[tuple[str, ...]] = ()
+    #: The keys an alias may set (``settings_table.Setting`` each: default, validator, check id,
+    #: doc); a subclass declares only its own, merged over these: any other key is an error (E016).
+    config_keys: ClassVar[Mapping[str, Any]] = COMMON_KEYS
     default_base_url: ClassVar[str] = ""
     #: Longest lifetime the provider accepts, and the default when ``TTL`` is unset (``None``:
     #: ``max_ttl``), in seconds.
@@ -336,7 +340,9 @@ class BaseProvider:
         per requested scope, passed as ``scope_outcomes`` says, with the part's score."""
         rows = []
         for scope, passed in self.scope_outcomes(scopes, result).items():
-            part = result.get(scope) if isinstance(result.get(scope), Mapping) else {}
+            part = result.get(scope)
+            if not isinstance(part, Mapping):
+                part = {}
             score = part.get("score", part.get("similarity"))
             detail = f"template {part['templateId']}" if part.get("templateId") else ""
             rows.append(CheckRow(scope, passed, score if isinstance(score, (int, float)) else None, detail))
@@ -399,6 +405,7 @@ class BaseProvider:
         """The provider's own error code in an error body, if it sends one."""
         return None
 
+    @metrics.provider_call  # latency by alias and operation, failures by kind
     def call(
         self,
         method: str,
@@ -486,6 +493,7 @@ class BaseProvider:
         return body
 
     def malformed(self, operation: str, what: str) -> ProviderUnavailable:
+        metrics.record_provider_error(self.alias, operation, "malformed")  # always raised by its caller
         return ProviderUnavailable(f"{operation}: malformed answer ({what})", provider=self.alias)
 
     def parse_timestamp(self, value: Any, operation: str, what: str) -> datetime | None:

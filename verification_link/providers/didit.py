@@ -38,6 +38,7 @@ from .. import conf
 from ..exceptions import ProviderRejected, ProviderUnavailable
 from ..jsonbody import InvalidJSON, parse_json, storable, without_keys
 from ..models import VerificationSession
+from ..settings_table import FLAG, NAMES_OR_ONE, TEXT, TEXT_MAP, credential, language, optional, own
 from ..webhooks import DEFAULTS as WEBHOOK_DEFAULTS
 from ..webhooks import MAX_SIGNATURE_HEADER, SCHEMES, WebhookRefused, WebhookVerifier
 from .base import BaseProvider, CheckRow, CreatedSession, CreateRequest, StatusReport, Verdict, WebhookReport
@@ -246,6 +247,22 @@ class DiditProvider(BaseProvider):
     default_scopes = ("document", "liveness", "face_match")
     required_settings = ("API_KEY", "WORKFLOW_ID")
     secret_settings = ("API_KEY", "WEBHOOK_SECRETS")
+    config_keys = {
+        "API_KEY": credential("The API key (x-api-key)."),
+        "WORKFLOW_ID": credential("The Didit workflow to run.", secret=False),
+        "LANGUAGE": language(None, optional(TEXT), "The hosted page's language."),
+        "CALLBACK_METHOD": own(None, optional(TEXT, "Didit's default"), "Didit's callback_method of the create."),
+        "STATUS_MAP": own(None, optional(TEXT_MAP), "Didit status -> our status, over the built-in map."),
+        "SENSITIVE_FIELDS": own(None, optional(NAMES_OR_ONE), "More identity fields never kept."),
+        **{
+            name: own(default, optional(TEXT), "Header of that signature.", "verification_link.E009")
+            for name, default in DiditWebhookVerifier.extra_defaults.items()
+            if name != "WEBHOOK_ALLOW_SIMPLE"
+        },
+        "WEBHOOK_ALLOW_SIMPLE": own(
+            False, FLAG, "Accept X-Signature-Simple (then confirm by a status call).", "verification_link.E009"
+        ),
+    }
     default_base_url = "https://verification.didit.me"
     max_ttl = 30 * 86400
     hosted_fallback = "https://verify.didit.me/session/"
@@ -433,7 +450,8 @@ class DiditProvider(BaseProvider):
         raw_status = payload.get("status")
         external = payload.get("session_id")
         kind = payload.get("webhook_type")
-        metadata = payload.get("metadata") if isinstance(payload.get("metadata"), Mapping) else {}
+        metadata = payload.get("metadata")
+        metadata = metadata if isinstance(metadata, Mapping) else {}
         ours = payload.get("vendor_data") or metadata.get("verification_session_id")
         event_id = payload.get("event_id")
         pull = self.setting("WEBHOOK_ALLOW_SIMPLE") is True  # then only the envelope was signed

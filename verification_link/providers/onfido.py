@@ -46,6 +46,7 @@ from .. import conf
 from ..exceptions import ConfigurationError, InvalidRequest, ProviderError, ProviderRejected
 from ..jsonbody import InvalidJSON, storable, without_keys
 from ..models import VerificationSession
+from ..settings_table import NAMES, NAMES_OR_ONE, TEXT, TEXT_MAP, credential, language, optional, own
 from .base import BaseProvider, CheckRow, CreatedSession, CreateRequest, StatusReport, Verdict, WebhookReport
 
 Status = VerificationSession.Status
@@ -84,6 +85,16 @@ class OnfidoProvider(BaseProvider):
     default_scopes = ("document", "face_match")
     required_settings = ("API_TOKEN", "WORKFLOW_ID")
     secret_settings = ("API_TOKEN", "WEBHOOK_SECRETS")
+    config_keys = {
+        "API_TOKEN": credential("The API token (api_live... or api_sandbox...)."),
+        "WORKFLOW_ID": credential("The Onfido Studio workflow to run.", secret=False),
+        "OUTPUT_CHECKS": own(None, optional(TEXT_MAP), "Check row -> key of the workflow's output."),
+        "LANGUAGE": language(None, optional(TEXT), "The hosted page's language (de, de_DE, ...)."),
+        "TAGS": own(None, optional(NAMES), "Tags of each workflow run."),
+        "SENSITIVE_FIELDS": own(None, optional(NAMES_OR_ONE), "More identity fields never kept."),
+        "APPLICANT_FIRST_NAME": own("Verification", TEXT, "The applicant's first name when metadata has none."),
+        "APPLICANT_LAST_NAME": own("Applicant", TEXT, "The applicant's last name when metadata has none."),
+    }
     default_base_url = "https://api.eu.onfido.com/v3.6"
     #: Our bound on ``link.expires_at`` (Onfido documents none); the default TTL is a day.
     max_ttl = 30 * 86400
@@ -221,7 +232,9 @@ class OnfidoProvider(BaseProvider):
         run_id, link = run.get("id"), run.get("link")
         if not isinstance(run_id, str) or not run_id:
             raise self.malformed(operation, "no id")
-        url = link.get("url") if isinstance(link, Mapping) else None
+        if not isinstance(link, Mapping):
+            raise self.malformed(operation, "no link.url")
+        url = link.get("url")
         if not isinstance(url, str) or not url.startswith(("https://", "http://")):
             raise self.malformed(operation, "no link.url")
         answered = self.parse_timestamp(link.get("expires_at"), operation, "link.expires_at")
@@ -275,8 +288,9 @@ class OnfidoProvider(BaseProvider):
         except InvalidJSON:
             raise self.malformed(operation, "the run cannot be stored") from None
         codes = tuple(reason[:64] for reason in reasons[:30])
-        if raw == "error" and not codes and isinstance((error or {}).get("type"), str):
-            codes = (error["type"][:64],)  # type: ignore[index]
+        error_type = (error or {}).get("type")
+        if raw == "error" and not codes and isinstance(error_type, str):
+            codes = (error_type[:64],)
         return StatusReport(
             status=status,
             expires_at=self.parse_timestamp((link or {}).get("expires_at"), operation, "link.expires_at"),
@@ -309,10 +323,14 @@ class OnfidoProvider(BaseProvider):
         inner = payload.get("payload")
         inner = inner if isinstance(inner, Mapping) else {}
         resource_type, action = inner.get("resource_type"), inner.get("action")
-        obj = inner.get("object") if isinstance(inner.get("object"), Mapping) else {}
-        resource = inner.get("resource") if isinstance(inner.get("resource"), Mapping) else {}
-        object_id = obj.get("id") if isinstance(obj.get("id"), str) else ""
-        raw_status = obj.get("status") if isinstance(obj.get("status"), str) else ""
+        obj = inner.get("object")
+        obj = obj if isinstance(obj, Mapping) else {}
+        resource = inner.get("resource")
+        resource = resource if isinstance(resource, Mapping) else {}
+        object_id = obj.get("id")
+        object_id = object_id if isinstance(object_id, str) else ""
+        raw_status = obj.get("status")
+        raw_status = raw_status if isinstance(raw_status, str) else ""
         if resource_type == "workflow_run":
             run_id = object_id
         elif resource_type == "workflow_task" and isinstance(resource.get("workflow_run_id"), str):
@@ -350,7 +368,8 @@ class OnfidoProvider(BaseProvider):
     def check_rows(self, scopes: Iterable[str], result: Mapping[str, Any]) -> list[CheckRow]:
         """One row per ``OUTPUT_CHECKS`` entry present in the output or requested, then the
         workflow's own verdict (``workflow``: passed for approved, failed for declined, the reasons)."""
-        output = result.get("output") if isinstance(result.get("output"), Mapping) else {}
+        output = result.get("output")
+        output = output if isinstance(output, Mapping) else {}
         wanted = list(scopes)
         rows = []
         for name, path in self.output_checks.items():
@@ -362,7 +381,8 @@ class OnfidoProvider(BaseProvider):
             if name not in self.output_checks:
                 rows.append(CheckRow(name, None, None))
         raw = result.get("status")
-        reasons = result.get("reasons") if isinstance(result.get("reasons"), list) else []
+        reasons = result.get("reasons")
+        reasons = reasons if isinstance(reasons, list) else []
         passed = {"approved": True, "declined": False}.get(raw) if isinstance(raw, str) else None
         detail = ", ".join(str(reason) for reason in reasons)[:200] or (raw if isinstance(raw, str) else "")
         rows.append(CheckRow("workflow", passed, None, detail))

@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 from ..jsonbody import InvalidJSON, storable
 from ..models import VerificationSession
+from ..settings_table import credential
 from .base import BaseProvider, CreatedSession, CreateRequest, StatusReport
 
 Status = VerificationSession.Status
@@ -31,6 +32,10 @@ class OotoProvider(BaseProvider):
     default_scopes = ("liveness",)
     required_settings = ("APP_ID", "APP_KEY")
     secret_settings = ("APP_KEY",)
+    config_keys = {
+        "APP_ID": credential("The application id of the OOTO account (APP-ID header).", secret=False),
+        "APP_KEY": credential("The application key of the OOTO account (APP-KEY header)."),
+    }
     default_base_url = "https://cloud.ooto-ai.com"
     max_ttl = 86400
     # OOTO's status values are ours one to one: the map exists to refuse anything else.

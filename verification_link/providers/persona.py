@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import quote, urlencode
 
 from django.core.checks import CheckMessage, Error
@@ -38,6 +38,7 @@ from .. import conf
 from ..exceptions import ConfigurationError, ProviderUnavailable
 from ..jsonbody import InvalidJSON, storable, without_keys
 from ..models import VerificationSession
+from ..settings_table import ANY_TEXT, FLAG, NAMES_MAP, TEXT, choice, credential, language, optional, own, url
 from .base import BaseProvider, CheckRow, CreatedSession, CreateRequest, StatusReport, Verdict, WebhookReport
 
 Status = VerificationSession.Status
@@ -110,6 +111,14 @@ def word(value: Any) -> str:
     return value.strip().lower().replace("-", "_") if isinstance(value, str) else ""
 
 
+class _InquiryHandles(TypedDict):
+    """What every ``WebhookReport`` of an inquiry event carries, whatever the rest says."""
+
+    external_id: str
+    session_id: str
+    raw_status: str
+
+
 class PersonaProvider(BaseProvider):
     display_name = "Persona"
     pollable = True
@@ -121,6 +130,18 @@ class PersonaProvider(BaseProvider):
     default_scopes = ("document", "liveness", "face_match")
     required_settings = ("API_KEY", "TEMPLATE_ID")
     secret_settings = ("API_KEY", "WEBHOOK_SECRETS")
+    config_keys = {
+        "API_KEY": credential("The Persona API key."),
+        "TEMPLATE_ID": credential("The inquiry template (itmpl_...), or a version (itmplv_...).", secret=False),
+        "API_VERSION": own("2023-01-05", optional(ANY_TEXT), "The Persona-Version header ('' sends none)."),
+        "LINK": own("one_time", optional(choice(*LINKS)), "The hand-off link: a one-time link or by inquiry id."),
+        "REFERENCE_FIELD": own("note", optional(choice(*REFERENCE_FIELDS)), "Inquiry field of our session id."),
+        "STORE_SENSITIVE": own(False, optional(FLAG), "Keep identity data under 'identity' (only True)."),
+        "AWAIT_DECISION": own(True, optional(FLAG), "A completed inquiry waits for Persona's decision."),
+        "CHECKS": own(None, optional(NAMES_MAP), "Check row -> Persona check names, over the defaults."),
+        "LANGUAGE": language(None, optional(TEXT), "The hosted page's language (inquiry_id links)."),
+        "HOSTED_URL": own(None, optional(url(), "Persona's"), "The hosted flow's URL (inquiry_id links)."),
+    }
     default_base_url = "https://api.withpersona.com/api/v1"
     max_ttl = 30 * 86400
     status_map = STATUS_MAP
@@ -317,7 +338,7 @@ class PersonaProvider(BaseProvider):
 
     def _identity(self, attributes: Mapping[str, Any], included: Iterable[Any]) -> dict[str, Any]:
         """Everything not kept in the result: the identity data of the inquiry and verifications."""
-        identity = {"inquiry": {k: v for k, v in attributes.items() if kebab(k) not in INQUIRY_KEPT}}
+        identity: dict[str, Any] = {"inquiry": {k: v for k, v in attributes.items() if kebab(k) not in INQUIRY_KEPT}}
         identity["verifications"] = [
             {k: v for k, v in (get(item, "attributes") or {}).items() if kebab(k) not in (*VERIFICATION_KEPT, "checks")}
             for item in included
@@ -361,7 +382,7 @@ class PersonaProvider(BaseProvider):
         inquiry_attributes = get(body, "attributes")
         reference = get(inquiry_attributes, self.reference_field) if self.reference_field else None
         raw = get(inquiry_attributes, "status")
-        handles = {
+        handles: _InquiryHandles = {
             "external_id": object_id,
             "session_id": reference if isinstance(reference, str) else "",
             "raw_status": str(raw)[:64] if isinstance(raw, (str, int)) else "",

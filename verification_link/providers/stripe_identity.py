@@ -34,6 +34,7 @@ from .. import conf
 from ..exceptions import ConfigurationError, InvalidRequest, ProviderUnavailable
 from ..jsonbody import InvalidJSON, storable, without_keys
 from ..models import VerificationSession
+from ..settings_table import FLAG, NAMES_OR_ONE, TEXT, choice, credential, optional, own
 from .base import BaseProvider, CheckRow, CreatedSession, CreateRequest, StatusReport, Verdict, WebhookReport
 
 Status = VerificationSession.Status
@@ -49,7 +50,11 @@ STATE_EVENTS = frozenset(
 CHECKS = {"document": "document", "selfie": "face_match", "id_number": "id_number", "email": "email", "phone": "phone"}
 ROW_PART = {row: part for part, row in CHECKS.items()}
 #: ``last_error.code`` prefix → the row of the check that failed.
-ERROR_ROWS = (("document_", "document"), ("selfie_", "face_match"), ("id_number_", "id_number"))
+ERROR_ROWS: tuple[tuple[str, str], ...] = (
+    ("document_", "document"),
+    ("selfie_", "face_match"),
+    ("id_number_", "id_number"),
+)
 ERROR_ROWS += (("email_", "email"), ("phone_", "phone"))
 #: Identity data in a report's checks and in ``verified_outputs`` (names, dates of birth, numbers,
 #: addresses, sex, places of birth, files: images): hidden without the permission.
@@ -77,6 +82,16 @@ class StripeIdentityProvider(BaseProvider):
     default_scopes = ("document",)
     required_settings = ("API_KEY",)
     secret_settings = ("API_KEY", "WEBHOOK_SECRETS")
+    config_keys = {
+        "API_KEY": credential("The secret key (sk_live_... or sk_test_...)."),
+        "API_VERSION": own(None, optional(TEXT, "the account's"), "The Stripe-Version header."),
+        "TYPE": own("document", optional(choice(*TYPES)), "The check when SCOPES is unset."),
+        "VERIFICATION_FLOW": own(None, optional(TEXT), "A verification flow of the dashboard, instead of scopes."),
+        "ALLOWED_TYPES": own(None, optional(NAMES_OR_ONE, "all"), "Document types accepted (passport, id_card, ...)."),
+        "REQUIRE_LIVE_CAPTURE": own(None, optional(FLAG, "Stripe's default"), "Refuse uploaded document photos."),
+        "EXPAND": own(["last_verification_report"], optional(NAMES_OR_ONE), "Paths expanded on retrieve."),
+        "PULL_OPEN_EVENTS": own(True, optional(FLAG), "Retrieve the session on webhooks of open sessions."),
+    }
     default_base_url = "https://api.stripe.com"
     #: The hosted ``url`` "expires after 48 hours and can only be used once"; the session has none.
     max_ttl = 48 * 3600
@@ -182,7 +197,8 @@ class StripeIdentityProvider(BaseProvider):
         ``resubmission``, reasons ``[last_error.code]``. ``verified`` is DONE and approved."""
         if not isinstance(body, Mapping):
             raise self.malformed(operation, "not an object")
-        raw = body.get("status") if isinstance(body.get("status"), str) else ""
+        raw = body.get("status")
+        raw = raw if isinstance(raw, str) else ""
         last_error = body.get("last_error")
         if last_error is not None and not isinstance(last_error, Mapping):
             raise self.malformed(operation, "last_error is not an object")
@@ -190,6 +206,7 @@ class StripeIdentityProvider(BaseProvider):
         if code is not None and not isinstance(code, str):
             raise self.malformed(operation, "last_error.code is not a string")
         reasons = (code[:200],) if code else ()
+        status: str
         if raw == "requires_input":
             status = Status.IN_PROGRESS if last_error else Status.CREATED
             verdict = Verdict.RESUBMISSION if last_error else Verdict.NONE
@@ -262,14 +279,16 @@ class StripeIdentityProvider(BaseProvider):
 
     def parse_webhook(self, payload: Mapping[str, Any]) -> WebhookReport:
         """Never raises: an authenticated body of an unexpected shape is recorded, not applied."""
-        kind = payload.get("type") if isinstance(payload.get("type"), str) else ""
+        kind = payload.get("type")
+        kind = kind if isinstance(kind, str) else ""
         data = payload.get("data")
         obj = data.get("object") if isinstance(data, Mapping) else None
         event_id = payload.get("id")
         event_id = event_id[:255] if isinstance(event_id, str) and event_id else ""
         if kind not in STATE_EVENTS or not isinstance(obj, Mapping):
             return WebhookReport(delivery_id=event_id, ignored=True, raw_status=kind[:64])
-        external_id = obj.get("id") if isinstance(obj.get("id"), str) else ""
+        external_id = obj.get("id")
+        external_id = external_id if isinstance(external_id, str) else ""
         ours = obj.get("client_reference_id")
         if not isinstance(ours, str) or not ours:
             metadata = obj.get("metadata")

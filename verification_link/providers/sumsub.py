@@ -46,6 +46,7 @@ from .. import conf
 from ..exceptions import ProviderRejected, ProviderUnavailable
 from ..jsonbody import InvalidJSON, storable, without_keys
 from ..models import VerificationSession
+from ..settings_table import FLAG, TEXT, choice, credential, language, optional, own, subset
 from ..webhooks import SCHEMES, WebhookRefused, WebhookVerifier, _any_equal, _bytes
 from .base import BaseProvider, CheckRow, CreatedSession, CreateRequest, StatusReport, Verdict, WebhookReport
 
@@ -158,6 +159,24 @@ class SumsubProvider(BaseProvider):
     default_scopes = ("document", "liveness")
     required_settings = ("APP_TOKEN", "SECRET_KEY", "LEVEL_NAME")
     secret_settings = ("APP_TOKEN", "SECRET_KEY", "WEBHOOK_SECRETS")
+    config_keys = {
+        "APP_TOKEN": credential("The app token (prd:... or sbx:...)."),
+        "SECRET_KEY": credential("The secret key that signs requests."),
+        "LEVEL_NAME": credential("The verification level to run.", secret=False),
+        "LANG": language(None, optional(TEXT), "The hosted page's language."),
+        "FETCH_STEPS": own(True, optional(FLAG), "Read the step statuses when a review completes."),
+        "CANCEL_DEACTIVATES": own(True, optional(FLAG), "A cancel deactivates the applicant."),
+        "WEBHOOK_PULL": own(False, optional(FLAG), "Confirm every webhook by a status call."),
+        "WEBHOOK_ALGORITHMS": own(
+            None,
+            optional(subset(ALGORITHMS, "digest algorithms"), "all"),
+            "Accepted digests.",
+            "verification_link.E009",
+        ),
+        "WEBHOOK_DEFAULT_ALG": own(
+            "HMAC_SHA256_HEX", choice(*ALGORITHMS), "Assumed when the header names none.", "verification_link.E009"
+        ),
+    }
     default_base_url = "https://api.sumsub.com"
     #: ``ttlInSecs`` has no documented maximum: a week (dashboard permalinks' lifetime).
     max_ttl = 7 * 86400
@@ -372,8 +391,10 @@ class SumsubProvider(BaseProvider):
     def parse_webhook(self, payload: Mapping[str, Any]) -> WebhookReport:
         kind = payload.get("type")
         kind = kind if isinstance(kind, str) else ""
-        applicant_id = payload.get("applicantId") if isinstance(payload.get("applicantId"), str) else ""
-        user_id = payload.get("externalUserId") if isinstance(payload.get("externalUserId"), str) else ""
+        applicant_id = payload.get("applicantId")
+        applicant_id = applicant_id if isinstance(applicant_id, str) else ""
+        user_id = payload.get("externalUserId")
+        user_id = user_id if isinstance(user_id, str) else ""
         correlation = payload.get("correlationId")
         if isinstance(correlation, str) and correlation:
             delivery_id = correlation
@@ -407,7 +428,8 @@ class SumsubProvider(BaseProvider):
 
     def scope_outcomes(self, scopes: Iterable[str], result: Mapping[str, Any]) -> dict[str, bool | None]:
         """A scope's step: ``GREEN`` passed, ``RED`` failed, absent or unreviewed unknown."""
-        steps = result.get("steps") if isinstance(result.get("steps"), Mapping) else {}
+        steps = result.get("steps")
+        steps = steps if isinstance(steps, Mapping) else {}
         outcomes: dict[str, bool | None] = {}
         for scope in scopes:
             step = steps.get(SCOPE_STEPS.get(scope, scope.upper()))
@@ -417,7 +439,8 @@ class SumsubProvider(BaseProvider):
 
     def check_rows(self, scopes: Iterable[str], result: Mapping[str, Any]) -> list[CheckRow]:
         """One row per requested scope, then one per other step Sumsub reported; detail = reject labels."""
-        steps = result.get("steps") if isinstance(result.get("steps"), Mapping) else {}
+        steps = result.get("steps")
+        steps = steps if isinstance(steps, Mapping) else {}
         names = dict.fromkeys([*scopes, *(STEP_ROWS.get(str(step), str(step).lower()) for step in steps)])
         rows = []
         for name in names:

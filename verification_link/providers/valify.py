@@ -31,6 +31,7 @@ from django.utils import timezone
 from .. import conf
 from ..jsonbody import without_keys
 from ..models import VerificationSession
+from ..settings_table import FLAG, NAMES, NAMES_OR_ONE, TEXT, TEXT_MAP, choice, credential, language, optional, own
 from .base import BaseProvider, CreatedSession, CreateRequest, StatusReport, WebhookReport, storable
 
 Status = VerificationSession.Status
@@ -69,6 +70,22 @@ class ValifyProvider(BaseProvider):
     supported_scopes = ()  # the flow (OCR, face match, OTP…) is configured per account at Valify
     required_settings = ("API_KEY",)
     secret_settings = ("API_KEY", "WEBHOOK_SECRETS")
+    config_keys = {
+        "API_KEY": credential("The Valify API key (X-Valify-Api-Key)."),
+        "FLOW": own(None, optional(TEXT, "the account's"), "The Valify flow to run."),
+        "LANG": language(
+            "en", optional(choice("en", "ar")), "The hosted page's language when the user's is not spoken."
+        ),
+        "WEBHOOK_TOKEN_FIELDS": own(
+            None, optional(NAMES), "Webhook fields of the session token (session_token, token)."
+        ),
+        "WEBHOOK_REFERENCE_FIELD": own("reference_id", optional(TEXT), "Webhook field of our reference."),
+        "WEBHOOK_STATUS_FIELD": own("status", optional(TEXT), "Webhook field of the outcome."),
+        "WEBHOOK_STATUS_MAP": own({}, optional(TEXT_MAP), "Outcome -> status entries added to the built-in map."),
+        "WEBHOOK_RESULT_FIELD": own("result", optional(TEXT), "Webhook field of the result."),
+        "SENSITIVE_FIELDS": own(None, optional(NAMES_OR_ONE), "More identity fields never kept."),
+        "STORE_SENSITIVE": own(False, optional(FLAG), "Keep identity numbers and images (only True)."),
+    }
     default_base_url = "https://verify.valifysolutions.com"
     max_ttl = 30 * 86400
     languages = ("en", "ar")

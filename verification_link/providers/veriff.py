@@ -41,6 +41,7 @@ from django.utils import timezone
 
 from ..jsonbody import InvalidJSON, storable, without_keys
 from ..models import VerificationSession
+from ..settings_table import FLAG, TEXT, credential, language, optional, own
 from ..webhooks import WebhookVerifier
 from .base import BaseProvider, CheckRow, CreatedSession, CreateRequest, StatusReport, Verdict, WebhookReport
 
@@ -109,6 +110,12 @@ class VeriffProvider(BaseProvider):
     default_scopes = ("document", "face_match")
     required_settings = ("API_KEY", "SHARED_SECRET")
     secret_settings = ("API_KEY", "SHARED_SECRET", "WEBHOOK_SECRETS")
+    config_keys = {
+        "API_KEY": credential("The API key (X-AUTH-CLIENT)."),
+        "SHARED_SECRET": credential("The shared secret that signs requests and webhooks."),
+        "LANGUAGE": language(None, optional(TEXT), "The hosted page's language."),
+        "DELETE_ENABLED": own(False, optional(FLAG), "Erasure deletes Veriff's copy (only True)."),
+    }
     default_base_url = "https://stationapi.veriff.com"
     max_ttl = 7 * 86400  # a Veriff session expires 7 days after creation
     webhook_defaults = {
@@ -304,9 +311,11 @@ class VeriffProvider(BaseProvider):
     def check_rows(self, scopes: Iterable[str], result: Mapping[str, Any]) -> list[CheckRow]:
         """A ``decision`` row (Veriff's verdict, its reason code and text), one row per requested
         check, and the risk labels Veriff attached (no identity data in any of them)."""
-        status = result.get("status") if isinstance(result.get("status"), str) else ""
+        status = result.get("status")
+        status = status if isinstance(status, str) else ""
         code = _text(result.get("reasonCode"))
-        reason = result.get("reason") if isinstance(result.get("reason"), str) else ""
+        reason = result.get("reason")
+        reason = reason if isinstance(reason, str) else ""
         passed = {"approved": True, "declined": False}.get(status)
         score = result.get("decisionScore")
         score = float(score) if isinstance(score, (int, float)) and not isinstance(score, bool) else None

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponseBase, HttpResponseRedirect
 from django.utils.cache import patch_cache_control
 from django.views import View
 
@@ -55,7 +55,7 @@ class HostedPageView(View):
     which CSRF protection refuses).
     """
 
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         response = super().dispatch(request, *args, **kwargs)
         patch_cache_control(response, no_store=True)
         response.headers.setdefault("Referrer-Policy", "same-origin")
@@ -63,7 +63,7 @@ class HostedPageView(View):
         return response
 
 
-def only_when_allowed(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+def only_when_allowed(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
     """Wrap a sandbox view so it answers 404 unless the sandbox may serve now (``DEBUG`` on, or
     ``ALLOW_WITHOUT_DEBUG``): the system check warns an operator, this stops a visitor.
 
@@ -72,7 +72,7 @@ def only_when_allowed(view: Callable[..., HttpResponse]) -> Callable[..., HttpRe
     """
 
     @functools.wraps(view)  # keeps csrf_exempt and the other markers of the view
-    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if not serving_allowed():
             logger.warning(
                 "sandbox request refused (404): DEBUG is off and %s is not True",

@@ -216,5 +216,5 @@ class EmulatorPageView(SecretPageView):
         return render(request, "verification_link/sandbox/hosted.html", context, status=status)
 
     def _gone(self, request: HttpRequest, emulator: Emulator) -> HttpResponse:
-        context = {"emulator": emulator, "session": None, "outcomes": [], "final": True, "error": ""}
+        context: dict[str, Any] = {"emulator": emulator, "session": None, "outcomes": [], "final": True, "error": ""}
         return render(request, "verification_link/sandbox/hosted.html", context, status=404)

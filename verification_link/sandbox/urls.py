@@ -13,7 +13,7 @@ Every view answers 404 while ``DEBUG`` is off, unless
 ``VERIFICATION_LINK_SANDBOX["ALLOW_WITHOUT_DEBUG"]`` is ``True`` (see ``common.only_when_allowed``).
 """
 
-from django.urls import URLPattern, include, path
+from django.urls import URLPattern, URLResolver, include, path
 
 from . import valify_views, views
 from .common import only_when_allowed as guard
@@ -22,7 +22,7 @@ from .hosted import EmulatorPageView
 
 app_name = "verification_link_sandbox"
 
-urlpatterns = [
+urlpatterns: list[URLPattern | URLResolver] = [
     path("ooto/api/v1.0/flow/sessions", guard(views.OotoCreateSessionView.as_view()), name="ooto_create"),
     path("ooto/api/v1.0/flow/sessions/<str:token>", guard(views.OotoSessionStatusView.as_view()), name="ooto_status"),
     path("ooto/flow/<str:token>", guard(views.OotoFlowView.as_view()), name="ooto_flow"),

@@ -36,7 +36,7 @@ from urllib.parse import urlencode
 
 from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -181,7 +181,8 @@ class ValifyCreateLinkView(View):
 
     http_method_names = ["post"]
 
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        response: HttpResponseBase
         if request.method is None or request.method.lower() not in self.http_method_names:
             response = self.http_method_not_allowed(request, *args, **kwargs)
         elif not _authorized(request):

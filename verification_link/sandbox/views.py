@@ -31,7 +31,7 @@ from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
@@ -102,7 +102,8 @@ def _authorized(request: HttpRequest) -> bool:
 class OotoApiView(View):
     """Common ground of the API views: JSON 405, credentials, no caching."""
 
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        response: HttpResponseBase
         if request.method is None or request.method.lower() not in self.http_method_names:
             response = self.http_method_not_allowed(request, *args, **kwargs)
         elif not _authorized(request):

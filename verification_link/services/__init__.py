@@ -14,12 +14,13 @@ writes ``status`` itself. The rules (DESIGN.md, "Lifecycle rules"):
 A package with a module per concern — ``common`` (the row lock, signals, the one forward move),
 ``start``, ``lifecycle`` (reuse, attempt limits, validity), ``resubmission`` ("Try again"),
 ``reports`` (applying what the provider says), ``inbound`` (callbacks and webhooks), ``reviews``,
-``staff`` (review queue, view audit, erasure), ``sweeps`` (and their ``threads``), ``retention`` —
+``staff`` (review queue, view audit, erasure), ``sweeps`` and ``expiry`` (and their ``threads``), ``retention`` —
 whose public names are all importable from here.
 """
 
 from ..providers import get_provider  # noqa: F401  (importable from here before the split)
 from .common import KeptBody, judge_inbound, poll_interval, take_write_lock
+from .expiry import expire_sessions, run_expiry_sweep
 from .inbound import (
     CALLBACK_SESSION_FIELDS,
     RECORDED_HEADERS,
@@ -40,14 +41,7 @@ from .retention import INBOUND_KINDS, PurgeResult, purge_expired_data, run_purge
 from .reviews import cancel_session, review_session
 from .staff import assign_review, erase_user_data, record_sensitive_view
 from .start import newest_retry, replaceable, start_verification
-from .sweeps import (
-    SweepResult,
-    claim_due_sessions,
-    expire_sessions,
-    poll_due_sessions,
-    run_expiry_sweep,
-    run_poll_sweep,
-)
+from .sweeps import SweepResult, claim_due_sessions, poll_due_sessions, run_poll_sweep
 from .threads import SweepPool, run_concurrently
 
 __all__ = [

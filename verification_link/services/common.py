@@ -194,7 +194,7 @@ def _move(
         session.url = ""  # the one-time link is a bearer secret with no further use
     _schedule_next_poll(session, now, moved=True)
     session.updated_at = now
-    decision = Decision.UNDECIDED
+    decision: str = Decision.UNDECIDED
     if final and decide and not session.decision:
         decision = _decide(session)
         if decision:

@@ -19,7 +19,7 @@ from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 
-from .. import conf
+from .. import conf, logfields, metrics
 from ..exceptions import ConfigurationError, ProviderError
 from ..jsonbody import InvalidJSON, parse_json, storable
 from ..models import VerificationEvent, VerificationSession
@@ -132,6 +132,7 @@ def record_callback(
     unguessable); any other keeps the ``UNVERIFIED_BODY_BYTES`` prefix. Two statements, the same on
     every database: the lookup, and the event's ``save()`` (``post_save`` fires)."""
     session = session_for_callback(provider, secret)
+    logfields.bind(session=session)  # the request's log lines name the session from here on
     event = record_inbound(
         request,
         kind=Kind.CALLBACK,
@@ -190,6 +191,7 @@ def kept_webhook_body(backend: Any, payload: Mapping[str, Any], raw: bytes) -> K
     return KeptBody(text, redacted=True)
 
 
+@logfields.in_context(source="callback")  # a worker's run too
 def confirm_callback(event: VerificationEvent | int) -> VerificationSession | None:
     """Act on a recorded callback whose form was valid: ask the provider and apply its answer (never
     the body). The event is marked processed with the answer, atomically (in the answer's
@@ -209,6 +211,7 @@ def confirm_callback(event: VerificationEvent | int) -> VerificationSession | No
     if not isinstance(event, VerificationEvent):
         event = VerificationEvent.objects.select_related("session").get(pk=event)
     session = event.session
+    logfields.bind(session=session)
     if event.processed or session is None:
         return session
     if session.is_final:
@@ -299,6 +302,7 @@ def refresh_on_return(session: VerificationSession, *, timeout: float | None = N
     return session
 
 
+@metrics.webhook_outcome  # what it returns is the request's verdict
 def process_webhook(
     event: VerificationEvent,
     backend: Any,
@@ -350,6 +354,7 @@ def _act_on_webhook(event: VerificationEvent, backend: Any, parsed: Any, kept: K
     if session is None:
         judge_inbound(event, valid=True, processed=True, error="unknown session", body=kept)
         return "unknown session"
+    logfields.bind(session=session)
     # Attached before anything is applied: a failure below still leaves the webhook on its session.
     VerificationEvent.objects.filter(pk=event.pk).update(session=session)
     if parsed.report is None and not parsed.pull:

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.db import connection, transaction
 from django.utils import timezone
 
-from .. import conf, signals
+from .. import conf, logfields, metrics, signals
 from ..exceptions import TooManyAttempts
 from ..models import VerificationEvent, VerificationSession
 from .common import Kind, _send_on_commit, logger, take_write_lock
+from .sweeps import OnBatch, SweepBatch, SweepResult, _failure_word
 
 Decision = VerificationSession.Decision
 
@@ -96,13 +97,19 @@ def is_verified(user: Any, *, provider: str | None = None) -> bool:
     return current_verification(user, provider=provider) is not None
 
 
-def lapse_verifications(*, now: datetime | None = None, batch_size: int = 500) -> int:
+@metrics.timed_sweep("lapse")
+@logfields.in_context(source="lapse")
+def lapse_verifications(*, now: datetime | None = None, batch_size: int = 500, on_batch: OnBatch | None = None) -> int:
     """Record the end of every approved verification's validity that has ended and was not seen
     yet: ``lapsed_at`` set, a ``lapsed`` event, ``verification_lapsed(session)`` sent — exactly
     once per session, whichever sweeps race (the row locked, ``lapsed_at`` checked under the lock).
     Nothing without ``VALID_FOR_DAYS``. Batches of ``batch_size``, one transaction each: bulk
     ``update()`` and ``bulk_create()``, so no ``post_save`` for these rows. Returns how many lapsed.
+
+    ``on_batch``: called with a ``sweeps.SweepBatch`` after each batch (progress reports: a batch
+    whose transaction failed counts all its sessions as ``failed``).
     """
+    progress, number = SweepResult(), 0
     days = conf.lifecycle("VALID_FOR_DAYS")
     if days is None:
         return 0
@@ -111,7 +118,9 @@ def lapse_verifications(*, now: datetime | None = None, batch_size: int = 500) -
         decision=Decision.APPROVED, lapsed_at=None, finished_at__lte=now - timedelta(days=days)
     ).order_by("finished_at", "pk")
     lapsed = 0
-    last: tuple[datetime, Any] | None = None
+    # (finished_at, pk) of the last row seen; finished_at is never None here (the filter above),
+    # but the column is nullable.
+    last: tuple[datetime | None, Any] | None = None
     while True:
         page = ended
         if last is not None:
@@ -119,17 +128,29 @@ def lapse_verifications(*, now: datetime | None = None, batch_size: int = 500) -
         batch = list(page.values_list("pk", "finished_at")[:batch_size])
         if not batch:
             return lapsed
+        ids = [pk for pk, _ in batch]
+        done: list[Any] = []
         try:
-            lapsed += _lapse_batch([pk for pk, _ in batch], now=now)
-        except Exception:
+            lapsed += _lapse_batch(ids, now=now, lapsed=done)
+        except Exception as exc:
             # One bad batch (a database error) does not stop the sweep; the next sweep retries it.
             logger.exception("lapse sweep: a batch of %d sessions failed; the sweep goes on", len(batch))
+            progress.failed += len(ids)
+            outcomes = [(pk, _failure_word(exc)) for pk in ids]
+        else:
+            progress.processed += len(done)
+            seen = set(done)
+            outcomes = [(pk, "lapsed" if pk in seen else "skipped") for pk in ids]  # skipped: re-decided meanwhile
+        progress.found += len(ids)
+        if on_batch is not None:
+            number += 1
+            on_batch(SweepBatch(number, outcomes, SweepResult(progress.found, progress.processed, progress.failed)))
         if len(batch) < batch_size:
             return lapsed
         last = (batch[-1][1], batch[-1][0])
 
 
-def _lapse_batch(ids: list[Any], *, now: datetime) -> int:
+def _lapse_batch(ids: list[Any], *, now: datetime, lapsed: list[Any] | None = None) -> int:
     with transaction.atomic():
         take_write_lock()
         days = conf.lifecycle("VALID_FOR_DAYS")
@@ -153,10 +174,13 @@ def _lapse_batch(ids: list[Any], *, now: datetime) -> int:
                     kind=Kind.LAPSED,
                     source=VerificationEvent.Source.SYSTEM,
                     processed=True,
-                    data={"valid_for_days": days, "finished_at": session.finished_at.isoformat()},
+                    # finished_at__lte above: never None here
+                    data={"valid_for_days": days, "finished_at": cast("datetime", session.finished_at).isoformat()},
                 )
             )
             _send_on_commit(signals.verification_lapsed, session)
         VerificationEvent.objects.bulk_create(events)
+    if lapsed is not None:
+        lapsed.extend(session.pk for session in sessions)
     logger.info("%d verifications lapsed", len(sessions))
     return len(sessions)

@@ -12,6 +12,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from .. import logfields
 from ..exceptions import ProviderError
 from ..models import VerificationEvent, VerificationSession
 from ..providers import StatusReport, get_provider
@@ -31,6 +32,7 @@ from .common import (
 )
 
 
+@logfields.about_session()  # its log lines name the session and the report's source
 def apply_report(
     session: SessionRef,
     report: StatusReport,
@@ -100,6 +102,7 @@ def refresh_session(
     return _refresh(session, source=source, timeout=timeout, by=by)
 
 
+@logfields.about_session()  # a refresh from anywhere: a task, the API, the admin, a callback
 def _refresh(
     session: SessionRef,
     *,

@@ -12,11 +12,11 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from .. import conf
+from .. import conf, logfields, metrics
 from ..models import VerificationEvent, VerificationSession
 from ..results import redact
 from .common import Kind, _lock
-from .sweeps import _record_failure
+from .sweeps import OnBatch, SweepBatch, SweepResult, _failure_word, _record_failure
 
 
 @dataclass
@@ -34,7 +34,9 @@ class PurgeResult:
         )
 
 
-def run_purge(*, now: datetime | None = None) -> PurgeResult:
+@metrics.timed_sweep("purge")
+@logfields.in_context(source="purge")
+def run_purge(*, now: datetime | None = None, on_batch: OnBatch | None = None) -> PurgeResult:
     """Retention: everything ``RETENTION_DAYS`` old that may identify someone, in bounded batches
     (``PURGE_BATCH_SIZE``: id lists of at most that many, one short transaction per session).
 
@@ -48,13 +50,39 @@ def run_purge(*, now: datetime | None = None) -> PurgeResult:
       than what a verified session keeps. One ``purged`` event without a session records each run
       that looked at such requests, with the cutoff it reached, so the next run starts there
       instead of reading the whole history again.
+
+    ``on_batch``: called with a ``SweepBatch`` after each page of sessions (progress reports:
+    ``processed`` counts the scrubbed, ``failed`` those whose purge failed).
     """
     now = now or timezone.now()
     cutoff = now - timedelta(days=conf.guarded("RETENTION_DAYS"))
     batch = conf.guarded("PURGE_BATCH_SIZE")
     return PurgeResult(
-        sessions=_purge_sessions(cutoff=cutoff, now=now, batch=batch),
+        sessions=_purge_sessions(cutoff=cutoff, now=now, batch=batch, on_batch=on_batch),
         inbound_events=_scrub_inbound(cutoff=cutoff, batch=batch),
+    )
+
+
+def count_purge(*, now: datetime | None = None) -> PurgeResult:
+    """What ``run_purge`` would scrub now, counted (two or three counting queries); nothing
+    changed, nothing recorded — a dry run."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=conf.guarded("RETENTION_DAYS"))
+    inbound = _inbound_due(cutoff)
+    return PurgeResult(
+        sessions=sessions_due_for_purge(now=now).count(), inbound_events=0 if inbound is None else inbound.count()
+    )
+
+
+def sessions_due_for_purge(*, now: datetime | None = None) -> Any:
+    """The finished sessions ``run_purge`` would scrub now, in its order: a queryset."""
+    now = now or timezone.now()
+    return _due_sessions(now - timedelta(days=conf.guarded("RETENTION_DAYS")))
+
+
+def _due_sessions(cutoff: datetime) -> Any:
+    return VerificationSession.objects.filter(finished_at__lt=cutoff, purged_at__isnull=True).order_by(
+        "finished_at", "pk"
     )
 
 
@@ -64,24 +92,36 @@ def purge_expired_data(*, now: datetime | None = None) -> int:
     return run_purge(now=now).sessions
 
 
-def _purge_sessions(*, cutoff: datetime, now: datetime, batch: int) -> int:
+def _purge_sessions(*, cutoff: datetime, now: datetime, batch: int, on_batch: OnBatch | None = None) -> int:
     """Purge the due sessions page by page, keyset-paginated on ``(finished_at, pk)`` — a session
     whose purge fails stays due, and must not be fetched again in the same run. One session's
     failure is logged and recorded on it (``_record_failure``); the others are purged all the same."""
-    due = VerificationSession.objects.filter(finished_at__lt=cutoff, purged_at__isnull=True)
-    due = due.order_by("finished_at", "pk")
+    due = _due_sessions(cutoff)
     purged = 0
-    after: tuple[datetime, Any] | None = None
+    progress, number = SweepResult(), 0
+    # (finished_at, pk) of the last row seen; finished_at is never None here (finished_at__lt).
+    after: tuple[datetime | None, Any] | None = None
     while True:
+        number += 1
         page = due
         if after is not None:
             page = page.filter(Q(finished_at__gt=after[0]) | Q(finished_at=after[0], pk__gt=after[1]))
         rows = list(page.values_list("finished_at", "pk")[:batch])
+        outcomes: list[tuple[Any, str]] = []
         for _finished_at, pk in rows:
             try:
-                purged += _purge_session(pk, now=now)
+                done = _purge_session(pk, now=now)
             except Exception as exc:  # one bad session never stops a sweep
                 _record_failure(pk, exc, source=VerificationEvent.Source.SYSTEM)  # the retention sweep
+                progress.failed += 1
+                outcomes.append((pk, _failure_word(exc)))
+            else:
+                purged += done
+                progress.processed += done
+                outcomes.append((pk, "purged" if done else "skipped"))  # skipped: gone, or purged meanwhile
+        progress.found += len(rows)
+        if on_batch is not None and rows:
+            on_batch(SweepBatch(number, outcomes, _copy(progress)))
         if len(rows) < batch:
             return purged
         after = rows[-1]
@@ -113,6 +153,10 @@ def _purge_session(pk: Any, *, now: datetime) -> bool:
     return True
 
 
+def _copy(result: SweepResult) -> SweepResult:
+    return SweepResult(result.found, result.processed, result.failed)
+
+
 INBOUND_KINDS = (Kind.CALLBACK, Kind.WEBHOOK)
 
 
@@ -120,19 +164,9 @@ def _scrub_inbound(*, cutoff: datetime, batch: int) -> int:
     """Scrub the bodies and headers of inbound requests older than ``cutoff`` that matched no
     session or were never authenticated; returns how many. Pages of at most ``batch`` ids, in
     ``created_at`` order (the ``vl_event_kind`` index), from where the last run stopped."""
-    since = _inbound_scrubbed_before()
-    if since is not None and since >= cutoff:
+    due = _inbound_due(cutoff)
+    if due is None:
         return 0
-    in_range = VerificationEvent.objects.filter(kind__in=INBOUND_KINDS, created_at__lt=cutoff)
-    if since is not None:
-        in_range = in_range.filter(created_at__gte=since)
-    if not in_range.exists():
-        return 0
-    due = (
-        in_range.filter(Q(session__isnull=True) | ~Q(valid=True))
-        .exclude(body="", headers={})
-        .order_by("created_at", "pk")
-    )
     scrubbed = 0
     after: tuple[datetime, Any] | None = None
     while True:
@@ -156,6 +190,25 @@ def _scrub_inbound(*, cutoff: datetime, batch: int) -> int:
         data={"inbound_before": cutoff.isoformat(), "inbound_events": scrubbed},
     )
     return scrubbed
+
+
+def _inbound_due(cutoff: datetime) -> Any:
+    """The inbound requests older than ``cutoff`` still to scrub, from where the last scrub
+    stopped, in ``created_at`` order; None when there is nothing in that range at all (then no run
+    is recorded either)."""
+    since = _inbound_scrubbed_before()
+    if since is not None and since >= cutoff:
+        return None
+    in_range = VerificationEvent.objects.filter(kind__in=INBOUND_KINDS, created_at__lt=cutoff)
+    if since is not None:
+        in_range = in_range.filter(created_at__gte=since)
+    if not in_range.exists():
+        return None
+    return (
+        in_range.filter(Q(session__isnull=True) | ~Q(valid=True))
+        .exclude(body="", headers={})
+        .order_by("created_at", "pk")
+    )
 
 
 def _inbound_scrubbed_before() -> datetime | None:

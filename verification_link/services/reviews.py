@@ -7,13 +7,14 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from .. import signals
+from .. import logfields, signals
 from ..exceptions import InvalidRequest, InvalidTransition
 from ..models import VerificationEvent, VerificationSession
 from ..providers import get_provider
 from .common import Decision, Kind, SessionRef, Status, _is_user, _lock, _send_on_commit, _transition, logger
 
 
+@logfields.about_session(default_source="admin")
 def cancel_session(session: SessionRef, *, by: Any = None, source: str = "admin") -> VerificationSession:
     """Cancel an open session. Cancelling a canceled session is a no-op; any other final status is
     an ``InvalidTransition``. Providers without a cancel endpoint (OOTO) are cancelled locally: the
@@ -36,6 +37,7 @@ def cancel_session(session: SessionRef, *, by: Any = None, source: str = "admin"
     return locked
 
 
+@logfields.about_session(default_source="admin")
 def review_session(
     session: SessionRef, *, decision: str, reviewer: Any, note: str = "", replace: bool = False
 ) -> VerificationSession:

@@ -9,6 +9,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from .. import logfields
 from ..exceptions import ConfigurationError, InvalidTransition, ProviderError
 from ..models import VerificationEvent, VerificationSession
 from ..providers import get_provider
@@ -28,6 +29,7 @@ KEPT_EVENT_DATA = frozenset(
 )
 
 
+@logfields.about_session(default_source="admin")
 def assign_review(session: SessionRef, reviewer: Any, *, by: Any = None, replace: bool = False) -> VerificationSession:
     """Put ``session`` in ``reviewer``'s queue (``assigned_to``; ``None`` takes it out of every
     queue), recorded as an ``assigned`` event with who did it (``by``, or the reviewer).
@@ -119,6 +121,7 @@ def erase_user_data(user: Any, *, by: Any = None, dry_run: bool = False) -> int:
     return len(sessions)
 
 
+@logfields.about_session(default_source="admin")
 def _erase_session(pk: Any, *, actor: Any) -> None:
     session = VerificationSession.objects.get(pk=pk)
     if not session.is_final:
@@ -133,7 +136,7 @@ def _erase_session(pk: Any, *, actor: Any) -> None:
     except ConfigurationError:
         backend = None  # an alias no longer configured: nothing to redact there, the rest goes on
     redacted: bool | None = None
-    if getattr(backend, "supports_redaction", False):
+    if backend is not None and getattr(backend, "supports_redaction", False):
         try:
             backend.redact_session(session)  # outside the transaction: a slow provider locks nothing
             redacted = True

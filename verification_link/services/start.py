@@ -13,7 +13,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 
-from .. import conf, signals
+from .. import conf, logfields, signals
 from ..exceptions import InvalidRequest, InvalidTransition, ProviderError
 from ..jsonbody import InvalidJSON, storable
 from ..models import VerificationEvent, VerificationSession
@@ -65,6 +65,7 @@ def start_verification(
     )  # fmt: skip
 
 
+@logfields.in_context(source="start", provider_kwarg="provider")
 def _start(
     *,
     user: Any,
@@ -121,6 +122,7 @@ def _start(
         reference=uuid.uuid4().hex if backend.uses_reference else "",
         previous=previous,
     )
+    logfields.bind(session=session)  # its id exists already: the create's log lines carry it
     create = CreateRequest(
         session_id=session.pk,
         scopes=scopes,
@@ -189,7 +191,7 @@ def _start(
             # session does (the session, then what references the user): no lock-order cycle.
             locked_previous = _lock(previous) if previous is not None else None
             lock_user_starts(user)
-            if locked_previous is not None:
+            if previous is not None and locked_previous is not None:  # both or neither
                 winner, canceled_previous = _replace(locked_previous, session, created_event, user=user, now=now)
                 previous.status, previous.url = locked_previous.status, locked_previous.url
             else:
@@ -207,7 +209,7 @@ def _start(
             winner.reused = True  # the retry that raced this one
             return winner
         return _reused(winner, next_url)
-    if canceled_previous:
+    if canceled_previous and previous is not None:  # only a retry cancels the session it replaces
         _cancel_replaced_at_provider(backend, previous)
     _send_on_commit(signals.verification_created, session)
     logger.info("verification session %s created at %s", session.pk, alias)
@@ -287,6 +289,7 @@ def _insert_together(session: VerificationSession, event: VerificationEvent) -> 
 def _reused(session: VerificationSession, next_url: str | None) -> VerificationSession:
     """The user's open session, returned by a start instead of a new one; a new ``next`` URL is
     kept (the page the user came from this time)."""
+    logfields.bind(session=session)
     if next_url and next_url != session.next_url:
         session.next_url = next_url
         session.save(update_fields=["next_url", "updated_at"])

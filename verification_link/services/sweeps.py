@@ -4,29 +4,26 @@ bounded thread pool, one session's failure confined to it."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 
-from .. import conf
+from .. import conf, logfields, metrics
 from ..exceptions import ConfigurationError, ProviderError
 from ..logsafe import failure_text
 from ..models import VerificationEvent, VerificationSession
-from ..providers import StatusReport, load_backend
-from .common import PROVIDER_WORDS, Kind, SessionRef, Status, _move, _pk, logger, take_write_lock
+from ..providers import load_backend
+from .common import PROVIDER_WORDS, Kind, SessionRef, _pk, logger, take_write_lock
 from .reports import (
     UnchangedAnswer,
-    _ask_provider,
     _poll_for_sweep,
     _record_unchanged,
     apply_report,
-    brings_nothing_new,
     record_unchanged_answers,
 )
 from .threads import SweepPool, _sweep_threads, _SweepTurns
@@ -49,6 +46,30 @@ class SweepResult:
 
     def __str__(self) -> str:
         return f"{self.found} found, {self.processed} processed, {self.failed} failed"
+
+
+@dataclass
+class SweepBatch:
+    """One batch of a sweep as it finished, for a progress report (a sweep's ``on_batch``).
+
+    ``number`` counts from 1; ``outcomes`` holds ``(session id, outcome)`` for each session of the
+    batch, the outcome a word or two (``"DONE"``, ``"unchanged"``, ``"expired"``,
+    ``"failed: ProviderError"``) — never a link, a token or an error's text; ``result`` is the
+    sweep's counts so far (a copy; ``found`` counts the batches finished). Made from what the batch
+    holds already: reporting costs no query.
+    """
+
+    number: int
+    outcomes: list[tuple[Any, str]]
+    result: SweepResult
+
+
+#: A sweep's progress callback: called in the sweep's own thread after each batch.
+OnBatch = Callable[[SweepBatch], None]
+
+
+def _failure_word(exc: BaseException) -> str:
+    return f"failed: {type(exc).__name__}"  # the type only: an error's text can quote a row or a URL
 
 
 def _pollable_aliases() -> list[str]:
@@ -126,7 +147,7 @@ def _isolated(work: Callable[[Any], Any], turns: _SweepTurns, *, source: str) ->
                 _record_failure(session, exc, source=source)
                 return exc
 
-    return run
+    return logfields.per_session(run, source=source)  # each session's log lines name it
 
 
 def _record_failure(session: SessionRef, exc: Exception, *, source: str) -> None:
@@ -178,12 +199,15 @@ def _tally(result: SweepResult, outcomes: Iterable[Any]) -> SweepResult:
     return result
 
 
+@metrics.timed_sweep("poll")
+@logfields.in_context(source="poll")
 def run_poll_sweep(
     *,
     now: datetime | None = None,
     concurrency: int | None = None,
     dispatch: Callable[[Any], Any] | None = None,
     max_batches: int = 100,
+    on_batch: OnBatch | None = None,
 ) -> SweepResult:
     """Claim due sessions batch by batch and refresh them: on a bounded thread pool
     (``POLL_CONCURRENCY`` provider calls at once; database writes serialised where the database
@@ -194,6 +218,8 @@ def run_poll_sweep(
 
     On the pool, the next batch is claimed while the current one is polled (one pool of threads
     for the whole sweep): a claim waits at most two batches' polls, well inside its lease.
+
+    ``on_batch``: called with a ``SweepBatch`` after each batch (progress reports).
     """
     now = now or timezone.now()  # fixed for the whole sweep: a session polled now is not due again in it
     concurrency = concurrency or int(conf.get("POLL_CONCURRENCY"))
@@ -205,6 +231,7 @@ def run_poll_sweep(
         source=VerificationEvent.Source.POLL,
     )
     result = SweepResult()
+    reported = 0  # sessions of the batches finished: ``found`` already counts the one claimed ahead
 
     def claim() -> list[VerificationSession]:
         with turns.database:
@@ -212,9 +239,19 @@ def run_poll_sweep(
         result.found += len(claimed)
         return claimed
 
+    def report(number: int, outcomes: list[tuple[Any, str]]) -> None:
+        nonlocal reported
+        reported += len(outcomes)
+        if on_batch is not None and outcomes:  # the empty claim that ends a sweep is no batch
+            on_batch(SweepBatch(number, outcomes, SweepResult(reported, result.processed, result.failed)))
+
+    def keyed_poll(session: VerificationSession) -> tuple[Any, Any]:
+        return session.pk, poll(session)  # threads finish in any order
+
     if dispatch is not None:
-        for _ in range(max_batches):
+        for number in range(1, max_batches + 1):
             claimed = claim()
+            dispatched: list[tuple[Any, str]] = []
             for session in claimed:
                 try:
                     dispatch(session.pk)
@@ -222,38 +259,59 @@ def run_poll_sweep(
                     with turns.database:
                         _record_failure(session, exc, source=VerificationEvent.Source.POLL)
                     result.failed += 1
+                    dispatched.append((session.pk, _failure_word(exc)))
                 else:
                     result.processed += 1
+                    dispatched.append((session.pk, "dispatched"))
+            report(number, dispatched)
             if len(claimed) < batch_size:
                 break
         return result
     with SweepPool(_sweep_threads(concurrency)) as pool:
         claimed = claim()
-        polls = pool.submit(claimed, poll)
+        polls = pool.submit(claimed, keyed_poll)
         for batches in range(1, max_batches + 1):
             # The next batch is claimed while this one is polled: the provider never waits for a claim.
             more = len(claimed) == batch_size and batches < max_batches
             try:
                 claimed = claim() if more else []
             finally:  # a failed claim (the database) still leaves this batch's answers written
-                outcomes = polls.wait()
+                keyed = polls.wait()
+                outcomes = [outcome for _, outcome in keyed]
                 _tally(result, outcomes)
                 with turns.database:
-                    _write_unchanged([outcome for outcome in outcomes if isinstance(outcome, UnchangedAnswer)], result)
-            following = pool.submit(claimed, poll)
+                    unchanged = [outcome for outcome in outcomes if isinstance(outcome, UnchangedAnswer)]
+                    failed_writes = _write_unchanged(unchanged, result)
+            report(batches, [(pk, _poll_word(pk, outcome, failed_writes)) for pk, outcome in keyed])
+            following = pool.submit(claimed, keyed_poll)
             if not more:
                 break
             polls = following
     return result
 
 
-def _write_unchanged(answers: list[UnchangedAnswer], result: SweepResult) -> None:
+def _poll_word(pk: Any, outcome: Any, failed_writes: dict[Any, Exception]) -> str:
+    """What became of one session of a poll batch, for ``SweepBatch.outcomes``."""
+    if pk in failed_writes:
+        return _failure_word(failed_writes[pk])
+    if isinstance(outcome, VerificationSession.DoesNotExist):
+        return "gone"
+    if isinstance(outcome, BaseException):
+        return _failure_word(outcome)
+    if isinstance(outcome, UnchangedAnswer):
+        return "unchanged"
+    return str(getattr(outcome, "status", "answered"))
+
+
+def _write_unchanged(answers: list[UnchangedAnswer], result: SweepResult) -> dict[Any, Exception]:
     """The bookkeeping of a batch's answers that brought nothing new, written at once
     (``record_unchanged_answers``); a session that changed meanwhile gets its answer applied to the
     row as it is now. When the batch's write fails, one session at a time: only the sessions that
-    fail by themselves are failed (logged, recorded, counted; their claims lapse)."""
+    fail by themselves are failed (logged, recorded, counted; their claims lapse). Returns those,
+    by session id, with their errors."""
+    failures: dict[Any, Exception] = {}
     if not answers:
-        return
+        return failures
     source = VerificationEvent.Source.POLL
     one_at_a_time = False
     try:
@@ -271,210 +329,10 @@ def _write_unchanged(answers: list[UnchangedAnswer], result: SweepResult) -> Non
             _record_failure(session, exc, source=source)
             result.processed -= 1
             result.failed += 1
+            failures[session.pk] = exc
+    return failures
 
 
 def poll_due_sessions(*, now: datetime | None = None) -> int:
     """Refresh the sessions due for a poll; returns how many were answered by their provider."""
     return run_poll_sweep(now=now).processed
-
-
-def _last_check(
-    session: VerificationSession, *, provider_slot: AbstractContextManager[Any] | None = None
-) -> bool | StatusReport:
-    """One last status check of an overdue session (loaded with ``_REFRESH_FIELDS``).
-
-    An answer that brings nothing new (the open status we hold) is returned, nothing written: the
-    session is expired in its batch right after, the answer on its ``expired`` event; recording it
-    first, to overwrite that in the same sweep, was a statement per session for nothing. Any other
-    answer is applied to the row as it is now, locked: True when it made the session EXPIRED (the
-    sweep counts it as expired), False otherwise, or when the session finished meanwhile."""
-    if session.is_final:
-        return False  # not this check's doing
-    report = _ask_provider(
-        session, source=VerificationEvent.Source.EXPIRY, now=timezone.now(), provider_slot=provider_slot
-    )
-    if brings_nothing_new(session, report):
-        return report
-    checked = apply_report(session, report, source=VerificationEvent.Source.EXPIRY, polled=True)
-    return checked.status == Status.EXPIRED
-
-
-def run_expiry_sweep(
-    *, now: datetime | None = None, last_check: bool | None = None, concurrency: int | None = None
-) -> SweepResult:
-    """Expire open sessions past ``expires_at`` + ``EXPIRY_GRACE``, batch by batch.
-
-    Batches come in (``expires_at``, id) order by keyset pagination: each is the next
-    ``EXPIRY_BATCH_SIZE`` overdue rows after the last (``expires_at``, id) of the batch before, read
-    from the overdue index. A batch costs the same however large the backlog, and no query carries
-    the ids already seen. A session a batch leaves open (its last check finished or extended it,
-    or it failed) is behind the cursor: this sweep does not take it up again, the next one may.
-
-    Sessions of pollable providers first get one last status check (``EXPIRY_LAST_CHECK``), up to
-    ``concurrency`` provider calls at once, the batch's sessions to check loaded in one query: they
-    may have finished without our hearing, or the provider may have extended them. The rest of a
-    batch is expired in one transaction with a constant number of queries: bulk ``update()`` and
-    ``bulk_create()``, so no ``pre_save`` or ``post_save`` for these rows; each session still gets
-    its own events and ``verification_finished``. One pool of threads serves the whole sweep: the
-    next batch's last checks are under way while a batch is expired.
-
-    A session's failure is isolated: logged, recorded, counted once in ``failed``. A session whose
-    last check failed is expired all the same. A batch whose transaction fails is expired again one
-    session at a time: only the sessions that fail by themselves stay open.
-
-    ``processed``: how many became EXPIRED, those whose last check's answer was EXPIRED included. A
-    session another writer expired while its last check was in flight (a second sweep racing this
-    one) may be counted by both.
-    """
-    now = now or timezone.now()
-    last_check = conf.get("EXPIRY_LAST_CHECK") if last_check is None else last_check
-    concurrency = concurrency or int(conf.get("POLL_CONCURRENCY"))
-    batch_size = int(conf.get("EXPIRY_BATCH_SIZE"))
-    cutoff = now - timedelta(seconds=int(conf.get("EXPIRY_GRACE")))
-    overdue = VerificationSession.objects.filter(
-        status__in=VerificationSession.OPEN_STATUSES, expires_at__lt=cutoff
-    ).order_by("expires_at", "pk")
-    pollable = set(_pollable_aliases()) if last_check else set()
-    turns = _SweepTurns(concurrency)
-    check = _isolated(
-        partial(_last_check, provider_slot=turns.provider_call), turns, source=VerificationEvent.Source.EXPIRY
-    )
-
-    def keyed_check(session: VerificationSession) -> tuple[Any, Any]:
-        return session.pk, check(session)  # threads finish in any order
-
-    def to_check(batch: list[tuple[Any, str, datetime]]) -> list[VerificationSession]:
-        pks = [pk for pk, provider, _ in batch if provider in pollable]
-        if not pks:
-            return []
-        # One query for the batch's sessions to check, not one each, taken up in the batch's order;
-        # a session gone meanwhile is simply not among them.
-        with turns.database:
-            loaded = list(VerificationSession.objects.filter(pk__in=pks).order_by().only(*_REFRESH_FIELDS))
-        by_pk = {session.pk: session for session in loaded}
-        return [by_pk[pk] for pk in pks if pk in by_pk]
-
-    def next_batch(after: list[tuple[Any, str, datetime]] | None) -> list[tuple[Any, str, datetime]]:
-        page = overdue
-        if after:
-            last_expiry, last_pk = after[-1][2], after[-1][0]
-            # The rows after (last_expiry, last_pk): ``>=`` on the indexed column bounds the index
-            # scan, the OR breaks ties by id. (A row-value comparison, ``(a, b) > (x, y)``, is not
-            # portable.)
-            page = overdue.filter(Q(expires_at__gt=last_expiry) | Q(pk__gt=last_pk), expires_at__gte=last_expiry)
-        with turns.database:
-            return list(page.values_list("pk", "provider", "expires_at")[:batch_size])
-
-    result = SweepResult()
-    with SweepPool(_sweep_threads(concurrency)) as pool:
-        batch = next_batch(None)
-        checks = pool.submit(to_check(batch), keyed_check)
-        while batch:
-            outcomes = checks.wait()
-            # The next batch's last checks are under way while this one is expired: the provider
-            # never waits for our writes.
-            following = next_batch(batch) if len(batch) == batch_size else []
-            checks = pool.submit(to_check(following), keyed_check)
-            _expire_checked(batch, outcomes, result, turns, cutoff=cutoff, now=now)
-            batch = following
-    return result
-
-
-def _expire_checked(
-    batch: list[tuple[Any, str, datetime]],
-    outcomes: list[tuple[Any, Any]],
-    result: SweepResult,
-    turns: _SweepTurns,
-    *,
-    cutoff: datetime,
-    now: datetime,
-) -> None:
-    """Expire one batch of the expiry sweep, its last checks' ``outcomes`` in, and count it."""
-    result.found += len(batch)
-    failed: set[Any] = set()
-    answers: dict[Any, dict[str, Any]] = {}
-    for pk, outcome in outcomes:
-        if outcome is True:
-            result.processed += 1  # the provider's own EXPIRED, applied by the check
-        elif isinstance(outcome, StatusReport):
-            answers[pk] = outcome.summary()  # still open there, nothing new: written on its expiry
-        elif isinstance(outcome, Exception) and not isinstance(outcome, VerificationSession.DoesNotExist):
-            failed.add(pk)  # said nothing: the session is expired all the same
-    with turns.database:
-        expiring = [pk for pk, _, _ in batch]
-        result.processed += _expire(expiring, cutoff=cutoff, now=now, failed=failed, answers=answers)
-    result.failed += len(failed)
-
-
-def _expire(
-    ids: list[Any], *, cutoff: datetime, now: datetime, failed: set[Any], answers: dict[Any, dict[str, Any]]
-) -> int:
-    """``_expire_batch(ids)``; when the batch's transaction fails, again one session at a time, so
-    that only the sessions that fail by themselves stay open (added to ``failed``, each logged and
-    recorded). Returns how many became EXPIRED."""
-    try:
-        return _expire_batch(ids, cutoff=cutoff, now=now, answers=answers)
-    except Exception as exc:
-        if len(ids) == 1:
-            _record_failure(ids[0], exc, source=VerificationEvent.Source.EXPIRY)
-            failed.add(ids[0])
-            return 0
-        logger.exception("expiry sweep: a batch of %d sessions failed; expiring them one at a time", len(ids))
-    expired = 0
-    for pk in ids:
-        try:
-            expired += _expire_batch([pk], cutoff=cutoff, now=now, answers=answers)
-        except Exception as exc:
-            _record_failure(pk, exc, source=VerificationEvent.Source.EXPIRY)
-            failed.add(pk)
-    return expired
-
-
-def _expire_batch(
-    ids: list[Any], *, cutoff: datetime, now: datetime, answers: dict[Any, dict[str, Any]] | None = None
-) -> int:
-    """Expire, in one transaction, those of ``ids`` still open and overdue (a last check may have
-    finished or extended some). Constant query count: lock, update, insert events. ``answers``: the
-    last checks' answers that changed nothing, by session id, each kept on that session's
-    ``expired`` event (``data["last_check"]``)."""
-    with transaction.atomic():
-        take_write_lock()  # reads, then writes: on SQLite the write lock must come first
-        # Locked by primary key alone, the rest checked here: with a condition on status or expiry
-        # in the query, planners scan the overdue index (every overdue row, each batch) and filter
-        # the ids out of it. No ORDER BY: the model's default ordering would be a sort for nothing.
-        locked = _locking(VerificationSession.objects.filter(pk__in=ids).order_by())
-        sessions = [
-            session
-            for session in locked
-            if session.status in VerificationSession.OPEN_STATUSES
-            and session.expires_at is not None
-            and session.expires_at < cutoff
-        ]
-        if not sessions:
-            return 0
-        events = []
-        for session in sessions:
-            moved = _move(session, Status.EXPIRED, source=VerificationEvent.Source.EXPIRY, now=now, kind=Kind.EXPIRED)
-            if answers and session.pk in answers:
-                moved[0].data = {**moved[0].data, "last_check": answers[session.pk]}
-            events += moved
-        # Every field _move changed is the same for the whole batch but the policy's decision: one
-        # UPDATE, plus one per decision value (none with the default policy). Cheaper than
-        # bulk_update's CASE per row and field.
-        VerificationSession.objects.filter(pk__in=[s.pk for s in sessions]).update(
-            status=Status.EXPIRED, finished_at=now, next_step="", url="", next_poll_at=None, updated_at=now
-        )
-        by_decision: dict[str, list[Any]] = {}
-        for session in sessions:
-            if session.decision and session.reviewed_at == now:
-                by_decision.setdefault(session.decision, []).append(session.pk)
-        for decision, pks in sorted(by_decision.items()):
-            VerificationSession.objects.filter(pk__in=pks).update(decision=decision, reviewed_at=now)
-        VerificationEvent.objects.bulk_create(events, batch_size=1000)
-    return len(sessions)
-
-
-def expire_sessions(*, now: datetime | None = None) -> int:
-    """Expire overdue sessions; returns how many became EXPIRED in the sweep (those whose last
-    status check found them EXPIRED at the provider included)."""
-    return run_expiry_sweep(now=now).processed

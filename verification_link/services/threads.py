@@ -67,6 +67,8 @@ class SweepPool:
         self._threads: list[threading.Thread] = []
 
     def submit(self, items: Iterable[Any], work: Callable[[Any], Any]) -> Batch:
+        """Queue ``work(item)`` for every item; the ``Batch`` returned at once gives, on ``wait()``,
+        each item's result or the exception it raised, in no particular order."""
         items = list(items)
         batch = Batch(len(items))
         if self.inline:

@@ -4,9 +4,11 @@ and ``login_not_required`` on every Django we support."""
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from django.http import Http404, HttpRequest, HttpResponseRedirect
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404
 from django.utils.http import url_has_allowed_host_and_scheme
 
@@ -18,9 +20,10 @@ logger = logging.getLogger("verification_link.views")
 try:  # Django 5.1+: callbacks and returns must work under LoginRequiredMiddleware
     from django.contrib.auth.decorators import login_not_required
 except ImportError:  # pragma: no cover - Django < 5.1
+    _View = TypeVar("_View", bound=Callable[..., HttpResponseBase | Awaitable[HttpResponseBase]])
 
-    def login_not_required(view):  # type: ignore[no-redef]
-        return view
+    def login_not_required(view_func: _View) -> _View:
+        return view_func
 
 
 class HttpResponseSeeOther(HttpResponseRedirect):

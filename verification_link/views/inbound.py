@@ -45,17 +45,17 @@ def _too_large(error: str = TOO_LARGE) -> JsonResponse:
     return JsonResponse({"error": error}, status=400 if error == BAD_LENGTH else 413)
 
 
-def _json_object(event: VerificationEvent, body: bytes) -> tuple[dict[str, Any] | None, JsonResponse | None]:
+def _json_object(event: VerificationEvent, body: bytes) -> dict[str, Any] | JsonResponse:
     """The body as a JSON object, or the 400 answer (recorded on the event)."""
     try:
         payload = parse_json(body)
     except ValueError:
         services.judge_inbound(event, valid=False, error="malformed JSON")
-        return None, JsonResponse({"error": "malformed JSON"}, status=400)
+        return JsonResponse({"error": "malformed JSON"}, status=400)
     if not isinstance(payload, dict):
         services.judge_inbound(event, valid=False, error="JSON body is not an object")
-        return None, JsonResponse({"error": "JSON body must be an object"}, status=400)
-    return payload, None
+        return JsonResponse({"error": "JSON body must be an object"}, status=400)
+    return payload
 
 
 @csrf_exempt
@@ -83,9 +83,9 @@ def callback_view(request: HttpRequest, provider: str, secret: str) -> HttpRespo
         logger.warning("callback %s: unknown provider %r or secret", event.pk, provider[:64])
         services.judge_inbound(event, valid=False, error="unknown provider or secret")
         return JsonResponse({"error": "not found"}, status=404)
-    _payload, refusal = _json_object(event, body)  # the posted content is never applied
-    if refusal:
-        return refusal
+    payload = _json_object(event, body)  # the posted content is never applied
+    if isinstance(payload, JsonResponse):
+        return payload
     if session.is_final:
         services.judge_inbound(event, valid=True, processed=True)
         return JsonResponse({"status": "already final"}, status=200)
@@ -134,9 +134,9 @@ def webhook_view(request: HttpRequest, provider: str, secret: str | None = None)
         return JsonResponse(
             {"error": "forbidden" if exc.status_code == 403 else "unauthorized"}, status=exc.status_code
         )
-    payload, refusal = _json_object(event, request.body)
-    if refusal:
-        return refusal
+    payload = _json_object(event, request.body)
+    if isinstance(payload, JsonResponse):
+        return payload
     # Authenticated now: the event, recorded with a prefix only, keeps what the provider allows of
     # the body, written with the verdict.
     outcome = services.process_webhook(event, backend, payload, body=body, delivery_id=delivery_id)

@@ -71,11 +71,14 @@ def _restart(request: HttpRequest) -> None:
         pk = uuid.UUID(raw[:64])
     except ValueError:
         return
-    session = VerificationSession.objects.filter(pk=pk, user=request.user).first()
+    user = request.user
+    if not user.is_authenticated:  # the start view lets no one else this far
+        return
+    session = VerificationSession.objects.filter(pk=pk, user=user).first()
     if session is None or session.is_final:
         return
     with contextlib.suppress(InvalidTransition, ProviderError, ConfigurationError):
-        services.cancel_session(session, by=request.user, source=VerificationEvent.Source.USER)
+        services.cancel_session(session, by=user, source=VerificationEvent.Source.USER)
 
 
 @require_http_methods(["GET", "POST"])
@@ -91,7 +94,7 @@ def start_view(request: HttpRequest) -> HttpResponse:
     default = _user_default(aliases)
 
     def page(error: Any = None, status: int = 200, provider: str | None = default) -> HttpResponse:
-        context = {"next": next_url or "", "providers": _user_choices(aliases), "provider": provider}
+        context: dict[str, Any] = {"next": next_url or "", "providers": _user_choices(aliases), "provider": provider}
         context["needs"] = _needs(aliases)
         return render(request, "verification_link/start.html", {**context, "error": error}, status=status)
 

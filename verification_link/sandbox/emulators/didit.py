@@ -26,7 +26,7 @@ import hmac
 import json
 import time
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -178,7 +178,7 @@ def _warning(code: str) -> dict[str, Any]:
     return {"risk": code, "log_type": "warning", "short_description": code.replace("_", " ").capitalize()}
 
 
-EMULATOR = REGISTRY[NAME]
+EMULATOR = cast(DiditEmulator, REGISTRY[NAME])  # the instance registered by the subclass above
 
 
 def _error(status: int, detail: str, code: str = "") -> JsonResponse:

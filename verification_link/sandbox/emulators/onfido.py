@@ -28,7 +28,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -130,7 +130,7 @@ class OnfidoEmulator(Emulator):
         return body, {"Content-Type": "application/json", SIGNATURE_HEADER: sign(secret, body)}
 
 
-EMULATOR = REGISTRY[NAME]
+EMULATOR = cast(OnfidoEmulator, REGISTRY[NAME])  # the instance registered by the subclass above
 
 
 # -- the API ----------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import hmac
 import json
 import secrets
 import time
-from typing import Any
+from typing import Any, cast
 
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -171,7 +171,7 @@ class PersonaEmulator(Emulator):
         return raw, {"Content-Type": "application/json", "Persona-Signature": f"t={stamp},v1={digest}"}
 
 
-EMULATOR = REGISTRY[NAME]
+EMULATOR = cast(PersonaEmulator, REGISTRY[NAME])  # the instance registered by the subclass above
 
 
 def error(status: int, title: str, details: str = "") -> JsonResponse:

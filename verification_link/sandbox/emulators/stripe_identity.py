@@ -28,7 +28,7 @@ import json
 import re
 import secrets
 import time
-from typing import Any
+from typing import Any, cast
 
 from django.db import transaction
 from django.http import HttpRequest, JsonResponse
@@ -129,7 +129,11 @@ class StripeIdentityEmulator(Emulator):
         open_link = status == "requires_input" and not redacted and request is not None
         url = self.hosted_url(request, session) if open_link and request is not None else None
         name = "[redacted]" if redacted else None
-        outputs = {"first_name": name or "Jenny", "last_name": name or "Rosen", "address": name or ADDRESS}
+        outputs: dict[str, Any] = {
+            "first_name": name or "Jenny",
+            "last_name": name or "Rosen",
+            "address": name or ADDRESS,
+        }
         outputs |= {"dob": None, "email": None, "id_number": None, "id_number_type": None, "phone": None, "sex": None}
         report = self.report_id(session)
         return {
@@ -218,7 +222,7 @@ class StripeIdentityEmulator(Emulator):
         }
 
 
-EMULATOR = REGISTRY[NAME]
+EMULATOR = cast(StripeIdentityEmulator, REGISTRY[NAME])  # the instance registered by the subclass above
 
 
 # -- the API ------------------------------------------------------------------------------------

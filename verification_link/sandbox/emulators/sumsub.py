@@ -23,7 +23,7 @@ import json
 import secrets
 import time
 import uuid
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 from django.db import transaction
@@ -129,7 +129,7 @@ class SumsubEmulator(Emulator):
         }
 
 
-emulator: SumsubEmulator = REGISTRY[NAME]  # type: ignore[assignment]
+emulator = cast(SumsubEmulator, REGISTRY[NAME])  # the instance registered by the subclass above
 
 
 def error(status: int, description: str, **extra: Any) -> JsonResponse:
@@ -151,7 +151,8 @@ def signature_error(request: HttpRequest) -> JsonResponse | None:
     path_url = quote(request.path, safe="/:@!$&'()*+,;=-._~")
     if request.META.get("QUERY_STRING"):
         path_url += "?" + request.META["QUERY_STRING"]
-    message = ts.encode() + request.method.upper().encode() + path_url.encode() + request.body
+    method = request.method or ""  # always set on a request Django serves
+    message = ts.encode() + method.upper().encode() + path_url.encode() + request.body
     expected = hmac.new(str(key).encode(), message, hashlib.sha256).hexdigest()
     if not hmac.compare_digest(request.headers.get("X-App-Access-Sig", "").encode(), expected.encode()):
         return error(401, "Request signature mismatch", errorCode=4003, errorName="app-token-signature mismatch")
@@ -188,8 +189,10 @@ def websdk_link(request: HttpRequest) -> JsonResponse:
         return error(400, "userId is required")
     if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 1:
         return error(400, "ttlInSecs must be a positive whole number")
-    redirect = body.get("redirect") if isinstance(body.get("redirect"), dict) else {}
-    return_url = redirect.get("successUrl") if isinstance(redirect.get("successUrl"), str) else ""
+    redirect = body.get("redirect")
+    redirect = redirect if isinstance(redirect, dict) else {}
+    return_url = redirect.get("successUrl")
+    return_url = return_url if isinstance(return_url, str) else ""
     request_data = {"levelName": level, "userId": user_id, "ttlInSecs": ttl, "lang": request.GET.get("lang", "")}
     session = emulator.create(request_data=request_data, return_url=return_url, ttl=ttl)
     return JsonResponse({"url": emulator.hosted_url(request, session)})

@@ -23,7 +23,7 @@ import hmac
 import json
 import re
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -135,7 +135,7 @@ class VeriffEmulator(Emulator):
         return body, headers
 
 
-EMULATOR = REGISTRY[NAME]  # the instance registered by the subclass
+EMULATOR = cast(VeriffEmulator, REGISTRY[NAME])  # the instance registered by the subclass
 
 
 # -- the API ------------------------------------------------------------------------------------------
