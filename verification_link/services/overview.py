@@ -233,13 +233,7 @@ def _medians_sqlite(start: datetime, end: datetime, duration: str, providers: li
     adapt = connection.ops.adapt_datetimefield_value
     with connection.cursor() as cursor:
         cursor.execute(sql, [adapt(start), adapt(end), Status.DONE.value, Status.FAILED.value, *params])
-        row = cursor.fetchone()
-    medians = {}
-    for index, alias in enumerate(providers):
-        seconds, count = row[1 + 2 * index], row[2 + 2 * index]
-        if count:
-            medians[alias] = Median(seconds=float(seconds), count=int(count))
-    return medians
+        return _medians_of_row(cursor.fetchone(), providers)
 
 
 def _medians_ranked(start: datetime, end: datetime, duration: str) -> dict[str, Median]:
@@ -278,7 +272,12 @@ def _medians_postgresql(start: datetime, end: datetime, duration: str, providers
     params += [start, end, Status.DONE.value, Status.FAILED.value]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        row = cursor.fetchone()
+        return _medians_of_row(cursor.fetchone(), providers)
+
+
+def _medians_of_row(row: Any, providers: list[str]) -> dict[str, Median]:
+    """The one row of a per-provider median query: after its first column, each provider's median
+    seconds and count in ``providers``' order; a provider with no result is left out."""
     medians = {}
     for index, alias in enumerate(providers):
         seconds, count = row[1 + 2 * index], row[2 + 2 * index]
